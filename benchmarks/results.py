@@ -1,0 +1,43 @@
+"""Write one benchmark's figures into its own section of benchmarks/RESULTS.md.
+
+Each benchmark owns a section delimited by HTML comments, so benchmarks can be rerun in any order
+without overwriting each other's figures.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = "# Benchmark results\n\nEach section is written by the script named in it; rerun the command to refresh it.\n"
+
+
+def machine_line(device: torch.device | str = "cpu") -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return (f"{_dt.date.today().isoformat()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {dev.type}: {name}")
+
+
+def write_section(name: str, command: str, body: str, device: torch.device | str = "cpu") -> None:
+    """Replace (or append) section ``name`` of RESULTS.md with ``body`` (markdown)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = (f"{start}\n## {name}\n\nCommand: `{command}`\n\nMachine: {machine_line(device)}\n\n"
+               f"{body.strip()}\n{end}")
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+    print(f"wrote section '{name}' of {RESULTS}", file=sys.stderr)
