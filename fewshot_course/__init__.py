@@ -8,6 +8,7 @@ Submodules: ``data`` (datasets and the episode sampler), ``models``, ``maml``, `
 from fewshot_course._device import device
 from fewshot_course.episodes import Episode, EpisodeBatch
 from fewshot_course.progress import progress
+from fewshot_course.seeding import seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["device", "Episode", "EpisodeBatch", "progress", "__version__"]
+__all__ = ["device", "Episode", "EpisodeBatch", "progress", "seed_everything", "__version__"]
