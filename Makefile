@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml tools/install_learn2learn.py
 	$(BIN)/python tools/install_learn2learn.py
 	touch $(STAMP)
 
+# JupyterLab refuses to run as root unless told to (containers, CI machines).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 test: setup
 	bash tools/ensure_chromium.sh
