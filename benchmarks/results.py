@@ -14,7 +14,10 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-HEADER = "# Benchmark results\n\nEach section is written by the script named in it; rerun the command to refresh it.\n"
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is written by the script named in it; rerun the command to refresh it.\n"
+)
 
 
 def machine_line(device: torch.device | str = "cpu") -> str:

@@ -29,7 +29,7 @@ class Episode:
     def n_way(self) -> int:
         return len(self.classes)
 
-    def to(self, device: torch.device | str) -> "Episode":
+    def to(self, device: torch.device | str) -> Episode:
         """The same episode with every tensor on ``device``."""
         return _move(self, device)
 
@@ -63,7 +63,7 @@ class EpisodeBatch:
         return (self[i] for i in range(len(self)))
 
     @classmethod
-    def stack(cls, episodes: list[Episode]) -> "EpisodeBatch":
+    def stack(cls, episodes: list[Episode]) -> EpisodeBatch:
         """Stack episodes of equal shapes (a rectangular, balanced meta-batch)."""
         if not episodes:
             raise ValueError("cannot stack an empty list of episodes")
@@ -77,7 +77,7 @@ class EpisodeBatch:
                    torch.stack([e.query_y for e in episodes]),
                    tuple(e.classes for e in episodes))
 
-    def to(self, device: torch.device | str) -> "EpisodeBatch":
+    def to(self, device: torch.device | str) -> EpisodeBatch:
         """The same batch with every tensor on ``device``."""
         return _move(self, device)
 

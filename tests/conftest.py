@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def omniglot_dir() -> Path:
-    """The folder with the official Omniglot zips: $FEWSHOT_OMNIGLOT_DIR or ../shared/data/omniglot."""
+    """The official Omniglot zips: $FEWSHOT_OMNIGLOT_DIR, else ../shared/data/omniglot."""
     return Path(os.environ.get("FEWSHOT_OMNIGLOT_DIR",
                                REPO_ROOT.parent / "shared" / "data" / "omniglot"))
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+
 import tomllib
-
 import yaml
-
 from conftest import REPO_ROOT
 
 CONDA_TO_PYPI = {"pytorch": "torch"}
@@ -40,7 +39,8 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 def test_library_imports_without_learn2learn():
     """fewshot_course must not need learn2learn: import it with learn2learn made unimportable."""
     code = ("import sys; sys.modules['learn2learn'] = None\n"
-            "import fewshot_course, fewshot_course.data, fewshot_course.maml, fewshot_course.methods\n"
+            "import fewshot_course, fewshot_course.data, fewshot_course.maml\n"
+            "import fewshot_course.methods, fewshot_course.evaluation, fewshot_course.training\n"
             "print(fewshot_course.device())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO_ROOT)
