@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from fewshot_course.models import MLP, BatchStatNorm2d, Conv4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny tensors: one thread is fastest, and immune to the stalls of waiting for a second
+    thread on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("image_size, side", [(28, 1), (32, 2), (84, 5)])
+def test_conv4_shapes(image_size, side):
+    model = Conv4(in_channels=3, n_way=7, hidden=8, image_size=image_size)
+    x = torch.rand(4, 3, image_size, image_size)
+    assert model.feature_dim == 8 * side * side
+    assert model.features(x).shape == (4, model.feature_dim)
+    assert model(x).shape == (4, 7)
+
+
+def test_conv4_default_is_mamls_omniglot_network():
+    model = Conv4()
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, BatchStatNorm2d)]
+    assert [c.out_channels for c in convolutions] == [64] * 4
+    assert all(c.kernel_size == (3, 3) for c in convolutions)
+    assert len(norms) == 4
+    assert model.head.in_features == 64 and model.head.out_features == 5
+
+
+def test_conv4_rejects_images_too_small_for_four_pools():
+    with pytest.raises(ValueError, match="image_size=8"):
+        Conv4(image_size=8)
+
+
+def test_batch_norm_uses_the_statistics_of_each_call():
+    torch.manual_seed(0)
+    norm = BatchStatNorm2d(3)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        norm.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    x = torch.randn(6, 3, 5, 5) * 4 + 2
+    reference = F.batch_norm(x, None, None, norm.weight, norm.bias, training=True, eps=1e-5)
+    torch.testing.assert_close(norm(x), reference)
+    # No running statistics: eval mode normalises exactly like train mode.
+    torch.testing.assert_close(norm.eval()(x), reference)
+    assert len(list(norm.buffers())) == 0
+
+
+def test_conv4_predictions_are_transductive():
+    torch.manual_seed(0)
+    model = Conv4(hidden=8).eval()
+    x = torch.rand(6, 1, 28, 28)
+    together = model(x)
+    alone = torch.cat([model(x[:3]), model(x[3:])])
+    assert not torch.allclose(together, alone, atol=1e-4)
+
+
+def test_functional_call_with_a_parameter_dict_matches_the_module():
+    torch.manual_seed(0)
+    model = Conv4(hidden=8)
+    x = torch.rand(5, 1, 28, 28)
+    params = dict(model.named_parameters())
+    torch.testing.assert_close(functional_call(model, params, (x,)), model(x))
+    shifted = {name: p + 0.1 for name, p in params.items()}
+    assert not torch.allclose(functional_call(model, shifted, (x,)), model(x))
+
+
+def test_vmap_over_per_task_weights_matches_a_loop():
+    torch.manual_seed(0)
+    models = [Conv4(hidden=8) for _ in range(3)]
+    params, _ = stack_module_state(models)
+    x = torch.rand(3, 5, 1, 28, 28)
+
+    def call(p, images):
+        return functional_call(models[0], p, (images,))
+
+    batched = vmap(call)(params, x)
+    looped = torch.stack([m(images) for m, images in zip(models, x, strict=True)])
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_is_the_sinusoid_regressor():
+    model = MLP()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(1, 40), (40, 40), (40, 1)]
+    assert sum(p.numel() for p in model.parameters()) == 1761
+    assert model(torch.rand(10, 1)).shape == (10, 1)
+
+
+def test_mlp_is_relu_between_layers_only():
+    torch.manual_seed(0)
+    model = MLP((2, 3, 4))
+    x = torch.randn(8, 2)
+    first, second = model.layers[0], model.layers[2]
+    torch.testing.assert_close(model(x), second(torch.relu(first(x))))
+
+
+def test_mlp_needs_two_sizes():
+    with pytest.raises(ValueError, match="sizes"):
+        MLP((3,))
