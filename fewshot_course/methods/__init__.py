@@ -1,0 +1,61 @@
+"""Few-shot classifiers behind one interface: ``fit(support_x, support_y)``, ``predict(query_x)``.
+
+* ``ProtoNet``: prototypes and squared Euclidean distances (meta-trained).
+* ``DistributionCalibration``: the generative method, support features augmented by sampling from
+  calibrated Gaussians, then logistic regression (on a frozen encoder).
+* ``FineTune``: a classifier pre-trained on the base classes, a new head per task.
+* ``NearestNeighbour``: 1-NN on raw pixels or embeddings.
+* ``MAMLClassifier``: MAML, first-order MAML or Meta-SGD (``fewshot_course.maml``).
+
+``build_method`` constructs any of them by name with a Conv4 backbone (the CLI and
+``fewshot_course.training.load_checkpoint`` use it).
+"""
+
+from __future__ import annotations
+
+from fewshot_course.maml import MAML
+from fewshot_course.methods.base import FewShotClassifier, fit_linear_head
+from fewshot_course.methods.baselines import FineTune, NearestNeighbour
+from fewshot_course.methods.generative import DistributionCalibration
+from fewshot_course.methods.maml_adapter import MAMLClassifier
+from fewshot_course.methods.protonet import ProtoNet
+from fewshot_course.models import Conv4
+
+METHODS = ("maml", "fomaml", "metasgd", "protonet", "finetune", "nn")
+
+
+def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: int = 1,
+                 image_size: int = 28, n_base_classes: int | None = None, inner_lr: float = 0.4,
+                 inner_steps: int = 1, test_steps: int | None = None) -> FewShotClassifier:
+    """A freshly initialised method with a Conv4 backbone, by name (one of ``METHODS``).
+
+    ``n_way`` sizes MAML's head; ``n_base_classes`` is required by ``finetune`` (its pre-training
+    head classifies every base class); ``inner_lr``, ``inner_steps`` and ``test_steps`` configure
+    the MAML family. The keyword arguments are kept as ``.config`` so that a checkpoint can rebuild
+    the method (``fewshot_course.training.load_checkpoint``).
+    """
+    config = {"method": method, "n_way": n_way, "hidden": hidden, "in_channels": in_channels,
+              "image_size": image_size, "n_base_classes": n_base_classes, "inner_lr": inner_lr,
+              "inner_steps": inner_steps, "test_steps": test_steps}
+    backbone = Conv4(in_channels, n_way, hidden, image_size=image_size)
+    if method in ("maml", "fomaml", "metasgd"):
+        maml = MAML(backbone, inner_lr=inner_lr, inner_steps=inner_steps,
+                    first_order=method == "fomaml", learn_inner_lr=method == "metasgd")
+        built: FewShotClassifier = MAMLClassifier(maml, test_steps=test_steps)
+    elif method == "protonet":
+        built = ProtoNet(backbone.features)
+    elif method == "finetune":
+        if n_base_classes is None:
+            raise ValueError("finetune pre-trains a classifier over the base classes: pass "
+                             "n_base_classes (the number of classes of the meta-train dataset)")
+        built = FineTune(backbone.features, backbone.feature_dim, n_base_classes)
+    elif method == "nn":
+        built = NearestNeighbour()
+    else:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    built.config = config
+    return built
+
+
+__all__ = ["FewShotClassifier", "ProtoNet", "DistributionCalibration", "FineTune",
+           "NearestNeighbour", "MAMLClassifier", "METHODS", "build_method", "fit_linear_head"]

@@ -1,0 +1,73 @@
+"""The command line: train then evaluate chain through the default checkpoint path."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+from fewshot_course.cli import main, parser
+
+RESULT_LINE = re.compile(r"accuracy (\d\.\d{3}) ± (\d\.\d{3}) \(95% CI, (\d+) episodes\)")
+
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FEWSHOT_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "fewshot_course", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_train_then_evaluate_on_glyphs_in_a_subprocess(tmp_path):
+    tiny = ["--method", "protonet", "--dataset", "glyphs", "--ways", "3", "--queries", "2",
+            "--hidden", "8", "--device", "cpu"]
+    trained = cli("train", *tiny, "--steps", "3", "--val-every", "2", "--val-episodes", "3",
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = tmp_path / "checkpoints" / "protonet-glyphs-3w1s.pt"
+    assert checkpoint.exists()
+    assert "validation at step 3" in trained.stdout
+
+    evaluated = cli("evaluate", *tiny, "--episodes", "4", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    match = RESULT_LINE.search(evaluated.stdout)
+    assert match and match.group(3) == "4", evaluated.stdout
+    assert 0.0 <= float(match.group(1)) <= 1.0
+
+
+def test_nearest_neighbour_on_digits_needs_no_training(capsys):
+    assert main(["evaluate", "--method", "nn", "--dataset", "digits", "--episodes", "5",
+                 "--queries", "3", "--device", "cpu"]) == 0
+    match = RESULT_LINE.search(capsys.readouterr().out)
+    assert match and match.group(3) == "5"
+    assert float(match.group(1)) > 0.3  # real digits 5-9 by raw-pixel 1-NN: far above chance
+
+
+def test_missing_checkpoint_and_untrainable_method_say_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="train first: python -m fewshot_course train"):
+        main(["evaluate", "--method", "maml", "--dataset", "digits", "--episodes", "2"])
+    with pytest.raises(SystemExit, match="nothing to train"):
+        main(["train", "--method", "nn", "--dataset", "digits"])
+
+
+def test_help_lists_the_options_of_the_issue(capsys):
+    for command in ("train", "evaluate", "benchmark"):
+        with pytest.raises(SystemExit) as exit_code:
+            main([command, "--help"])
+        assert exit_code.value.code == 0
+        text = capsys.readouterr().out
+        for option in ("--method", "--dataset", "--ways", "--shots", "--queries", "--steps",
+                       "--device", "--seed", "--checkpoint", "--episodes", "--hidden",
+                       "--omniglot-root"):
+            assert option in text, (command, option)
+        assert "%%" not in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train,evaluate,benchmark" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser().parse_args(["train", "--method", "siamese"])

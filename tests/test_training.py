@@ -1,0 +1,173 @@
+"""Training: seeded runs repeat exactly, checkpoints resume exactly, divergence stops loudly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import REPO_ROOT
+from torch import nn
+
+from fewshot_course.data import EpisodeSampler, ImageDataset
+from fewshot_course.evaluation import evaluate
+from fewshot_course.maml import MAML
+from fewshot_course.methods import ProtoNet, build_method
+from fewshot_course.models import MLP
+from fewshot_course.tasks import Sinusoid
+from fewshot_course.training import (
+    History,
+    load_checkpoint,
+    load_pretrained,
+    read_checkpoint,
+    shipped_checkpoint,
+    train,
+)
+
+
+def shapes_dataset(n_classes: int = 12, per_class: int = 5) -> ImageDataset:
+    generator = torch.Generator().manual_seed(0)
+    patterns = (torch.rand(n_classes, 1, 16, 16, generator=generator) > 0.6).float()
+    images = patterns.repeat_interleave(per_class, 0)
+    images = (images + 0.5 * torch.rand(images.shape, generator=generator)).clamp(0, 1)
+    return ImageDataset(images, torch.arange(n_classes).repeat_interleave(per_class),
+                        [str(c) for c in range(n_classes)])
+
+
+def protonet_run(dataset, steps: int, **kwargs):
+    torch.manual_seed(0)
+    method = build_method("protonet", hidden=4, image_size=16)
+    history = train(method, EpisodeSampler(dataset, 3, 1, 2, seed=0), steps, meta_batch=2,
+                    lr=1e-2, device="cpu", **kwargs)
+    return method, history
+
+
+def test_a_seeded_run_reproduces_its_accuracy_exactly():
+    dataset = shapes_dataset()
+    results = []
+    for _ in range(2):
+        method, history = protonet_run(dataset, 4)
+        test = evaluate(method, EpisodeSampler(dataset, 3, 1, 2, seed=5), 10, device="cpu")
+        results.append((history.loss, history.accuracy, test.accuracies,
+                        [p.clone() for p in method.parameters()]))
+    (loss_a, acc_a, test_a, weights_a), (loss_b, acc_b, test_b, weights_b) = results
+    assert loss_a == loss_b and acc_a == acc_b and test_a == test_b
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
+    assert loss_a[0] != loss_a[-1]  # it did train
+
+
+def test_resuming_a_checkpoint_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    dataset = shapes_dataset()
+    straight, straight_history = protonet_run(dataset, 6, checkpoint=tmp_path / "a.pt",
+                                              checkpoint_every=3)
+    _, first_half = protonet_run(dataset, 3, checkpoint=tmp_path / "b.pt")
+    assert first_half.steps == [1, 2, 3]
+    # A new process would rebuild everything from scratch: fresh model, fresh sampler.
+    resumed, resumed_history = protonet_run(dataset, 6, checkpoint=tmp_path / "b.pt")
+
+    assert resumed_history.loss == straight_history.loss
+    assert resumed_history.steps == list(range(1, 7))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    saved_a, saved_b = read_checkpoint(tmp_path / "a.pt"), read_checkpoint(tmp_path / "b.pt")
+    assert saved_a["step"] == saved_b["step"] == 6
+    assert saved_a["config"]["train"] == {"lr": 1e-2, "meta_batch": 2, "seed": 0, "steps": 6}
+    for a, b in zip(saved_a["optimizer"]["state"].values(),
+                    saved_b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_resuming_a_sampler_with_state_and_a_maml_regressor(tmp_path):
+    def run(steps, path):
+        torch.manual_seed(1)
+        maml = MAML(MLP((1, 8, 1)), inner_lr=0.01, loss="mse")
+        history = train(maml, Sinusoid(5, 5, seed=3), steps, meta_batch=4, device="cpu",
+                        checkpoint=path)
+        return maml, history
+
+    straight, history = run(4, tmp_path / "straight.pt")
+    run(2, tmp_path / "interrupted.pt")
+    resumed, resumed_history = run(4, tmp_path / "interrupted.pt")
+    assert resumed_history.loss == history.loss
+    assert all(torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters(),
+                                                   strict=True))
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    dataset = shapes_dataset()
+    protonet_run(dataset, 2, checkpoint=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"lr: saved 0.01, now 0.5"):
+        train(build_method("protonet", hidden=4, image_size=16),
+              EpisodeSampler(dataset, 3, 1, 2, seed=0), 4, meta_batch=2, lr=0.5, device="cpu",
+              checkpoint=tmp_path / "c.pt")
+
+
+class PoisonedEncoder(nn.Module):
+    """A working encoder whose output turns to NaN from its ``poisoned_call``-th call on."""
+
+    def __init__(self, poisoned_call: int):
+        super().__init__()
+        self.linear = nn.Linear(16 * 16, 8)
+        self.calls, self.poisoned_call = 0, poisoned_call
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.linear(x.flatten(1))
+        return out * float("nan") if self.calls >= self.poisoned_call else out
+
+
+def test_a_nan_loss_stops_training_with_an_error_naming_the_step():
+    method = ProtoNet(PoisonedEncoder(poisoned_call=9))  # 4 calls per step: support and query x2
+    with pytest.raises(FloatingPointError, match="nan at step 3"):
+        train(method, EpisodeSampler(shapes_dataset(), 3, 1, 2, seed=0), 10, meta_batch=2,
+              device="cpu")
+
+
+def test_validation_and_load_checkpoint_rebuild_the_trained_method(tmp_path):
+    dataset = shapes_dataset()
+    method, history = protonet_run(dataset, 4, checkpoint=tmp_path / "d.pt",
+                                   val_sampler=EpisodeSampler(dataset, 3, 1, 2, seed=9),
+                                   val_every=2, val_episodes=4)
+    assert isinstance(history, History)
+    assert [step for step, _, _ in history.validation] == [2, 4]
+    loaded = load_checkpoint(tmp_path / "d.pt", device="cpu")
+    assert isinstance(loaded, ProtoNet) and loaded.config == method.config
+    episode = EpisodeSampler(dataset, 3, 1, 2, seed=4).sample()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.fit(episode.support_x, episode.support_y).predict(episode.query_x),
+            method.fit(episode.support_x, episode.support_y).predict(episode.query_x))
+
+
+def test_a_cpu_budget_stops_training_at_a_checkpoint_that_a_larger_budget_continues(tmp_path):
+    dataset = shapes_dataset()
+    path = tmp_path / "budget.pt"
+    _, history = protonet_run(dataset, 5, checkpoint=path, max_cpu_minutes=1e-9)
+    assert history.steps == [1] and read_checkpoint(path)["step"] == 1
+    assert history.cpu_seconds > 0
+    _, again = protonet_run(dataset, 5, checkpoint=path, max_cpu_minutes=1e-9)
+    assert again.steps == [1]  # the budget is spent: no further step
+    _, finished = protonet_run(dataset, 5, checkpoint=path)
+    _, straight = protonet_run(dataset, 5)
+    assert finished.steps == [1, 2, 3, 4, 5] and finished.loss == straight.loss
+    assert finished.cpu_seconds > history.cpu_seconds
+
+
+@pytest.mark.parametrize("name, kind", [("maml-glyphs-5w1s", "MAMLClassifier"),
+                                        ("protonet-glyphs", "ProtoNet")])
+def test_the_shipped_checkpoints_are_small_documented_and_ready_to_classify(name, kind):
+    path = shipped_checkpoint(name)
+    assert path.stat().st_size < 1_000_000
+    record = read_checkpoint(path)
+    arguments = record["config"]["run"]["command"].split(" train ", 1)[1]
+    assert arguments in (REPO_ROOT / "fewshot_course" / "checkpoints" / "README.md").read_text()
+    assert record["step"] == record["config"]["train"]["steps"]  # trained to the end
+
+    method = load_pretrained(name, device="cpu")
+    assert type(method).__name__ == kind
+    episode = EpisodeSampler(shapes_dataset(), 5, 1, 2, seed=0).sample()
+    images = torch.nn.functional.interpolate(episode.support_x, size=28)
+    with torch.no_grad():
+        logits = method.fit(images, episode.support_y).predict(images)
+    assert logits.shape == (5, 5) and torch.isfinite(logits).all()
+    with pytest.raises(FileNotFoundError, match="available"):
+        shipped_checkpoint("no-such-model")
