@@ -3,8 +3,10 @@
 Every task is a sine wave y = A sin(x - phi) with amplitude A ~ U[0.1, 5.0] and phase
 phi ~ U[0, pi]; its data points have x ~ U[-5, 5]. A learner sees K points of a new wave and must
 predict the whole curve. A network pre-trained on all waves at once can only learn their average,
-which is zero, whereas MAML learns an initialisation from which one or a few gradient steps on the
-K points recover the wave: the paper's Figure 2, reproduced by ``plot_adaptation``.
+E[A sin(x - phi)] = -(2 E[A] / pi) cos x, about -1.62 cos x (phases in [0, pi] do not cancel), and
+that single curve says nothing about the wave at hand; MAML learns an initialisation from which
+one or a few gradient steps on the K points recover the wave: the paper's Figure 2, reproduced
+by ``plot_adaptation``.
 
 Tasks come as ``Episode``/``EpisodeBatch`` objects like the classification tasks do, with
 x and y of shape [K, 1]; ``classes`` is empty, as regression has none.
