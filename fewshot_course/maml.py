@@ -64,8 +64,8 @@ class MAML(nn.Module):
             convolutions and the loop for convolutional ones. Measured on the course's 2-core CPU
             (benchmarks/RESULTS.md, section "throughput"): the vmapped sinusoid MLP (25 tasks)
             runs about 9-11x faster than learn2learn's loop and than our loop, in the same memory;
-            the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.7x the speed of
-            the loop with about 15x its peak memory (3.6 GB), because convolutions with per-task
+            the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.55x the speed of
+            the loop with about 17x its peak memory (3.6 GB), because convolutions with per-task
             weights become grouped convolutions and every task's graph is alive at once, while
             the loop matches learn2learn's speed and memory.
         loss: ``"cross_entropy"`` (classification; logits [Q, N], labels [Q]) or ``"mse"``

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from fewshot_course.data import omniglot_root
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def omniglot_dir() -> Path:
-    """The official Omniglot zips: $FEWSHOT_OMNIGLOT_DIR, else ../shared/data/omniglot."""
-    return Path(os.environ.get("FEWSHOT_OMNIGLOT_DIR",
-                               REPO_ROOT.parent / "shared" / "data" / "omniglot"))
+    """The official Omniglot zips: ``omniglot_root()`` (the root conftest points it at them)."""
+    return omniglot_root()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,13 @@ import torch
 from PIL import Image
 from test_data_helpers import drawing, omniglot_files, write_omniglot_zip, write_tree
 
-from fewshot_course.data import EpisodeSampler, Omniglot, split_classes
+from fewshot_course.data import (
+    EpisodeSampler,
+    Omniglot,
+    available_splits,
+    omniglot_root,
+    split_classes,
+)
 from fewshot_course.data import omniglot as omniglot_module
 
 ALPHABETS = {"Alpha": 3, "Beta": 2, "Gamma": 4}  # 9 characters
@@ -120,6 +126,17 @@ def test_zip_with_wrong_md5_is_refused(tmp_path, cache):
     with pytest.raises(ValueError, match="6b91aef0f799c5bb55b94e3f2daec811") as error:
         Omniglot(tmp_path, "evaluation")
     assert "images_evaluation.zip" in str(error.value)
+
+
+def test_omniglot_root_and_available_splits(fake_root, cache, monkeypatch):
+    monkeypatch.delenv("FEWSHOT_OMNIGLOT_DIR", raising=False)
+    assert omniglot_root() == cache / "omniglot"
+    assert available_splits() == []
+    monkeypatch.setenv("FEWSHOT_OMNIGLOT_DIR", str(fake_root))
+    assert omniglot_root() == fake_root
+    assert available_splits() == ["background_small2"]
+    (fake_root / "images_evaluation").mkdir()  # an extracted release counts too
+    assert available_splits(fake_root) == ["evaluation", "background_small2"]
 
 
 def test_unknown_split():

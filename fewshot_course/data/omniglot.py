@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ from fewshot_course.data.cache import cache_dir, load_or_none, save_atomic
 from fewshot_course.data.download import check_md5, ensure_file
 from fewshot_course.progress import progress
 
-__all__ = ["Omniglot", "OMNIGLOT_BASE_URL", "OMNIGLOT_FILES", "handwriting_image"]
+__all__ = ["Omniglot", "OMNIGLOT_BASE_URL", "OMNIGLOT_FILES", "handwriting_image", "omniglot_root",
+           "available_splits"]
 
 OMNIGLOT_BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 # split -> (release file, md5)
@@ -41,6 +43,27 @@ OMNIGLOT_FILES = {
 }
 CACHE_VERSION = 1
 _IMAGE_PATH = re.compile(r"(?:^|/)([^/]+)/([^/]+)/([^/]+\.png)$", re.IGNORECASE)
+
+
+def omniglot_root() -> Path:
+    """Where the course keeps the official Omniglot zips.
+
+    ``$FEWSHOT_OMNIGLOT_DIR`` if set, else ``<cache_dir()>/omniglot``, which is where
+    ``Omniglot(omniglot_root(), split, download=True)`` puts them.
+    """
+    configured = os.environ.get("FEWSHOT_OMNIGLOT_DIR")
+    return Path(configured).expanduser() if configured else cache_dir() / "omniglot"
+
+
+def available_splits(root: str | Path | None = None) -> list[str]:
+    """The splits whose official zip (or extracted folder) is in ``root``.
+
+    ``root`` defaults to ``omniglot_root()``; the splits come in the order of ``OMNIGLOT_FILES``,
+    and the list is empty when there are none.
+    """
+    root = Path(root) if root is not None else omniglot_root()
+    return [split for split, (filename, _) in OMNIGLOT_FILES.items()
+            if (root / filename).exists() or (root / filename.removesuffix(".zip")).is_dir()]
 
 
 def handwriting_image(png: bytes, image_size: int) -> np.ndarray:
