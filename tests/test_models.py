@@ -7,15 +7,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from fewshot_course.models import MLP, BatchStatNorm2d, Conv4
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny tensors: one thread is fastest, and immune to the stalls of waiting for a second
-    thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.mark.parametrize("image_size, side", [(28, 1), (32, 2), (84, 5)])

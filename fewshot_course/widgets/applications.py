@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Mapping
 
 import ipywidgets as widgets
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 from fewshot_course.analysis import episode_predictions, per_class_accuracy
 from fewshot_course.data import EpisodeSampler
 from fewshot_course.episodes import Episode
+from fewshot_course.widgets._png import figure_png
 
 __all__ = ["adaptation_explorer", "plot_predictions", "imbalance_explorer"]
 
@@ -77,15 +77,6 @@ def plot_predictions(episode: Episode, predicted: torch.Tensor,
     return figure
 
 
-def _png(figure: Figure, dpi: int = 72) -> bytes:
-    try:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
-
-
 def adaptation_explorer(methods: Mapping[str, object], dataset, *, n_way: int = 5,
                         k_shot: int = 1, q_query: int = 2, seed: int = 0) -> widgets.VBox:
     """A method menu, a K slider and a seed slider above one episode with its predictions.
@@ -127,8 +118,8 @@ def adaptation_explorer(methods: Mapping[str, object], dataset, *, n_way: int = 
         predictions = {name: episode_predictions(method, episode)
                        for name, method in methods.items()}
         labels = [names[c] for c in episode.classes] if names is not None else None
-        image.value = _png(plot_predictions(episode, predictions[choice.value], labels,
-                                            title=choice.value))
+        image.value = figure_png(plot_predictions(episode, predictions[choice.value], labels,
+                                                  title=choice.value))
         scores = " · ".join(
             f"{html.escape(name)} {100 * float((p == episode.query_y).float().mean()):.0f}%"
             for name, p in predictions.items())
@@ -190,7 +181,7 @@ def imbalance_explorer(methods: Mapping[str, object], dataset, *, n_way: int = 5
         ax.set(ylabel="query accuracy", title=f"{n_way}-way, {episodes} episodes, shots {shots}")
         ax.legend(fontsize=8, loc="upper center", ncols=2)
         figure.tight_layout()
-        image.value = _png(figure)
+        image.value = figure_png(figure)
         gaps = " · ".join(f"{html.escape(name)} {100 * (c - r):+.0f} points"
                           for name, r, c in zip(methods, rare_acc, common_acc, strict=True))
         status.value = f"common minus rare accuracy: {gaps}"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import html
-import io
 from collections import Counter
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 
 from fewshot_course.data import EpisodeSampler, Glyphs, plot_episode
 from fewshot_course.episodes import Episode
+from fewshot_course.widgets._png import figure_png
 
 __all__ = ["episode_explorer", "episode_png"]
 
@@ -22,13 +21,7 @@ MAX_SEED = 99
 
 def episode_png(episode: Episode, *, dpi: int = 72) -> bytes:
     """``plot_episode(episode)`` as PNG bytes; the figure is closed, so it is not shown twice."""
-    figure = plot_episode(episode)
-    try:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+    return figure_png(plot_episode(episode), dpi=dpi)
 
 
 def episode_explorer(dataset=None, n_way: int = 5, k_shot: int = 1, q_query: int = 2,

@@ -7,7 +7,6 @@ number of inner gradient steps, and the query error after every number of steps 
 
 from __future__ import annotations
 
-import io
 import math
 
 import ipywidgets as widgets
@@ -19,6 +18,7 @@ from torch import nn
 from fewshot_course.maml import MAML
 from fewshot_course.models import MLP
 from fewshot_course.tasks import Sinusoid
+from fewshot_course.widgets._png import figure_png
 
 __all__ = ["inner_loop_explorer", "inner_loop_figure", "query_errors"]
 
@@ -82,12 +82,6 @@ def inner_loop_figure(models: dict[str, nn.Module], inner_lr: float, steps: int,
     return figure
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72)
-    return buffer.getvalue()
-
-
 def inner_loop_explorer(models: dict[str, nn.Module] | None = None, *, inner_lr: float = 0.01,
                         steps: int = 1, seed: int = 0, k_shot: int = 10,
                         max_steps: int = 20) -> widgets.VBox:
@@ -118,8 +112,9 @@ def inner_loop_explorer(models: dict[str, nn.Module] | None = None, *, inner_lr:
     image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
 
     def redraw(_change=None) -> None:
-        image.value = _png(inner_loop_figure(models, alpha.value, step_count.value, k_shot=k_shot,
-                                             seed=task_seed.value, max_steps=max_steps))
+        figure = inner_loop_figure(models, alpha.value, step_count.value, k_shot=k_shot,
+                                   seed=task_seed.value, max_steps=max_steps)
+        image.value = figure_png(figure)
 
     for control in (alpha, step_count, task_seed):
         control.observe(redraw, names="value")
