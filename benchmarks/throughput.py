@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-tune-allocator", action="store_true",
                         help="leave glibc's allocator at its defaults")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--conv4-rounds", type=int, default=3,
+                        help="timed rounds of each CPU Conv4 configuration (default 3)")
     parser.add_argument("--probe-memory", nargs=2, metavar=("CONFIG", "IMPL"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--probe-allocator", nargs=2, metavar=("CONFIG", "ITERATIONS"),
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     for config in configs(args.quick):
         # A CPU Conv4 meta-iteration takes seconds: fewer rounds of one call each.
         slow = device.type == "cpu" and config.model == "conv4"
-        rounds = 1 if args.quick else (3 if slow else 5)
+        rounds = 1 if args.quick else (args.conv4_rounds if slow else 5)
         new_rows = benchmark(config, device, rounds, 0.0 if slow else 0.5, tune)
         rows += new_rows
         for row in new_rows:
@@ -415,9 +417,9 @@ def main(argv: list[str] | None = None) -> None:
     load = ", ".join(f"{x:.1f}" for x in load_average)
     settings = (
         ("One round (--quick)" if args.quick else
-         "Median of interleaved rounds (3 rounds of one meta-iteration for the CPU Conv4, else 5 "
-         "rounds of at least 0.5 s each)") + " after a warm-up on two tasks; synthetic random "
-        "images; "
+         f"Median of interleaved rounds ({args.conv4_rounds} rounds of one meta-iteration for "
+         "the CPU Conv4, else 5 rounds of at least 0.5 s each)")
+        + " after a warm-up on two tasks; synthetic random images; "
         f"{torch.get_num_threads()} torch thread(s); allocator tuned in the main process: "
         f"{tune and device.type == 'cpu'}; load average (1, 5, 15 min) at the end: {load}; "
         f"total {time.perf_counter() - started:.0f} s. '(auto)' marks the strategy "
@@ -434,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
         command = "python benchmarks/throughput.py" + (
             " --device cuda" if device.type == "cuda" else "") + (
             f" --threads {args.threads}" if args.threads else "") + (
+            f" --conv4-rounds {args.conv4_rounds}" if args.conv4_rounds != 3 else "") + (
             " --no-tune-allocator" if not tune else "")
         write_section(name, command, text, device)
 
