@@ -54,12 +54,13 @@ def plot_episode(episode: Episode, *, class_names: list[str] | None = None,
     query_cols = max(1, min(10, math.ceil(math.sqrt(n_query * 1.5))))
     query_rows = max(1, math.ceil(n_query / query_cols))
     label_width = 0.3 + 0.065 * max(len(name) for name in names)  # inches for the row names
-    widths = [cell * shots + label_width, cell * query_cols + 0.2]
+    # Wide enough for the two-line titles, however few the shots or queries.
+    widths = [max(cell * shots + label_width, 1.5), max(cell * query_cols + 0.2, 1.9)]
     height = cell * max(n_way, query_rows) + 0.9
     figure = Figure(figsize=(sum(widths) + 0.3, height), layout="constrained")
     left, right = figure.subfigures(1, 2, width_ratios=widths)
     shot_counts = "/".join(str(k) for k in sorted({len(r) for r in rows}))
-    left.suptitle(f"support set (N={n_way}, K={shot_counts})", fontsize=10)
+    left.suptitle(f"support set\nN={n_way}, K={shot_counts}", fontsize=10)
     axes = np.asarray(left.subplots(n_way, shots, squeeze=False))
     for label, indices in enumerate(rows):
         for column in range(shots):
@@ -69,9 +70,9 @@ def plot_episode(episode: Episode, *, class_names: list[str] | None = None,
             else:
                 _blank(ax)
         axes[label, 0].set_ylabel(names[label], rotation=0, ha="right", va="center", fontsize=8)
-    right.suptitle(f"query set ({len(episode.query_y)} images, true label above each"
-                   + (f", first {n_query} shown" if n_query < len(episode.query_y) else "") + ")",
-                   fontsize=10)
+    right.suptitle(f"query set, {len(episode.query_y)} images"
+                   + (f" (first {n_query} shown)" if n_query < len(episode.query_y) else "")
+                   + "\ntrue label above each", fontsize=10)
     axes = np.asarray(right.subplots(query_rows, query_cols, squeeze=False)).ravel()
     for position, ax in enumerate(axes):
         if position < n_query:
