@@ -153,12 +153,15 @@ def test_a_cpu_budget_stops_training_at_a_checkpoint_that_a_larger_budget_contin
 
 
 @pytest.mark.parametrize("name, kind", [("maml-glyphs-5w1s", "MAMLClassifier"),
-                                        ("protonet-glyphs", "ProtoNet")])
+                                        ("protonet-glyphs", "ProtoNet"),
+                                        ("finetune-glyphs", "FineTune")])
 def test_the_shipped_checkpoints_are_small_documented_and_ready_to_classify(name, kind):
     path = shipped_checkpoint(name)
     assert path.stat().st_size < 1_000_000
     record = read_checkpoint(path)
-    arguments = record["config"]["run"]["command"].split(" train ", 1)[1]
+    command = record["config"]["run"]["command"]
+    assert command.startswith("python -m fewshot_course train ")
+    arguments = command.split(" train ", 1)[1]
     assert arguments in (REPO_ROOT / "fewshot_course" / "checkpoints" / "README.md").read_text()
     assert record["step"] == record["config"]["train"]["steps"]  # trained to the end
 
