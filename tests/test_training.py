@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO_ROOT
 from torch import nn
 
+from conftest import REPO_ROOT
 from fewshot_course.data import EpisodeSampler, ImageDataset
 from fewshot_course.evaluation import evaluate
 from fewshot_course.maml import MAML

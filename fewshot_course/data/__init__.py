@@ -15,8 +15,10 @@ the others unchanged. Each dataset has ``len``, ``__getitem__ -> (image, class i
     Digits             scikit-learn's real handwritten digits             (digits.py)
     ImageFolder        your own images, one folder per class              (folder.py)
     plot_episode, plot_alphabets                                          (plots.py)
+    Distorted          training images distorted afresh at every read     (augment.py)
 """
 
+from fewshot_course.data.augment import Distorted
 from fewshot_course.data.base import ImageDataset
 from fewshot_course.data.cache import cache_dir
 from fewshot_course.data.digits import Digits
@@ -33,5 +35,5 @@ __all__ = [
     "EpisodeSampler", "Glyphs", "Omniglot", "split_classes", "ClassSubset", "lake_one_shot_runs",
     "Digits", "ImageFolder", "plot_episode", "plot_alphabets", "ImageDataset", "cache_dir",
     "download_file", "DownloadError", "OMNIGLOT_FILES", "omniglot_root", "available_splits",
-    "EVALUATION_ALPHABETS",
+    "EVALUATION_ALPHABETS", "Distorted",
 ]

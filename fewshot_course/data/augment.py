@@ -1,0 +1,107 @@
+"""On-the-fly augmentation of handwriting images: random affine, elastic warp and stroke width.
+
+Omniglot's small background sets hold few characters (136 in ``background_small1``), so a
+meta-learner soon memorises them; distorting every image each time it is read, the way a different
+hand would draw it, is the main remedy. ``distort`` applies to a batch [n, 1, S, S] at once: one
+``grid_sample`` for the affine map plus a smooth elastic field, then a blend towards a one-pixel
+dilation or erosion (thicker or thinner strokes), so it costs little next to a network's step.
+
+The geometry helpers come from ``fewshot_course.data.glyphs``, whose synthetic glyph set is drawn
+with the same kind of distortion (there at a fixed strength); here every magnitude scales with
+``strength``, and strength 0 returns the images unchanged.
+
+``Distorted`` wraps a dataset so that ``images_at`` (what the episode sampler reads) returns
+freshly distorted images from a seeded generator: a run is repeatable, labels are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fewshot_course.data.glyphs import _pixel_coordinates, _upsampling_matrix
+
+__all__ = ["distort", "Distorted"]
+
+# Magnitudes at strength 1 (each is scaled by strength).
+MAX_ROTATION_DEGREES = 15.0
+MAX_SHEAR = 0.3
+MAX_LOG_SCALE = 0.15  # scale in exp(+-0.15): 0.86..1.16
+MAX_LOG_ASPECT = 0.1
+MAX_SHIFT = 0.15  # in half-widths: about +-2 pixels at 28x28
+ELASTIC_STD = 0.04  # of the coarse 4x4 displacement field, in half-widths
+MAX_STROKE_CHANGE = 0.6  # fraction of the way towards a 3x3 dilation (or erosion)
+
+
+def distort(images: torch.Tensor, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Randomly distorted copies of ``images`` [n, C, S, S] in [0, 1] (strokes high) -> same shape.
+
+    Each image gets its own rotation, shear, scale, aspect change and shift, a smooth elastic
+    displacement, and a stroke-width change, all drawn from ``rng`` with magnitudes proportional
+    to ``strength`` (0: the images unchanged; 1: the defaults above). Output values stay in [0, 1].
+    """
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"images must be [n, C, S, S]; got {tuple(images.shape)}")
+    if strength < 0:
+        raise ValueError(f"strength = {strength}; use strength >= 0")
+    n, _, size, _ = images.shape
+    if n == 0 or strength == 0:
+        return images.clone()
+
+    def uniform(bound: float, shape: tuple[int, ...] = ()) -> np.ndarray:
+        return rng.uniform(-bound * strength, bound * strength, (n, *shape))
+
+    angle = np.deg2rad(uniform(MAX_ROTATION_DEGREES))
+    shear = uniform(MAX_SHEAR)
+    scale, aspect = np.exp(uniform(MAX_LOG_SCALE)), np.exp(uniform(MAX_LOG_ASPECT))
+    shift = uniform(MAX_SHIFT, (2,))
+    cos, sin = np.cos(angle), np.sin(angle)
+    # forward map (character -> image): rotation @ shear @ anisotropic scale, then the shift;
+    # grid_sample needs the inverse, output pixel -> input pixel
+    forward = np.stack([np.stack([cos, cos * shear - sin], -1),
+                        np.stack([sin, sin * shear + cos], -1)], -2)
+    forward = forward * np.stack([scale * aspect, scale / aspect], -1)[:, None, :]
+    inverse = np.linalg.inv(forward)
+    theta = torch.from_numpy(np.concatenate([inverse, -(inverse @ shift[:, :, None])], axis=2))
+    grid = _pixel_coordinates(size) @ theta.to(images.dtype).transpose(1, 2)  # [n, S*S, 2]
+    coarse = torch.from_numpy(rng.normal(0.0, ELASTIC_STD * strength, (n, 2, 4, 4)))
+    up = _upsampling_matrix(4, size).to(images.dtype)
+    field = torch.einsum("hi,ncij,wj->nhwc", up, coarse.to(images.dtype), up)  # [n, S, S, 2]
+    warped = F.grid_sample(images, grid.view(n, size, size, 2) + field, mode="bilinear",
+                           padding_mode="zeros", align_corners=False)
+    width = torch.from_numpy(uniform(MAX_STROKE_CHANGE, (1, 1, 1))).to(images.dtype)
+    dilated = F.max_pool2d(warped, 3, stride=1, padding=1)
+    eroded = -F.max_pool2d(-warped, 3, stride=1, padding=1)
+    towards = torch.where(width > 0, dilated, eroded)
+    return (warped + width.abs() * (towards - warped)).clamp(0.0, 1.0)
+
+
+class Distorted:
+    """A dataset whose images are distorted afresh (``distort``) at every read.
+
+    Args:
+        dataset: any course dataset with ``images_at``, ``labels`` and ``class_names`` (and,
+            where it has them, ``class_alphabets`` and ``alphabets``, passed through).
+        strength: ``distort``'s strength.
+        seed: seeds the generator of the distortions, so a run is repeatable.
+
+    ``images_at(indices)`` -> [n, C, S, S] float32 in [0, 1]; ``dataset[i]`` -> (image, label).
+    """
+
+    def __init__(self, dataset, *, strength: float = 1.0, seed: int = 0) -> None:
+        self.dataset, self.strength = dataset, strength
+        self.labels, self.class_names = dataset.labels, dataset.class_names
+        for name in ("class_alphabets", "alphabets"):
+            if hasattr(dataset, name):
+                setattr(self, name, getattr(dataset, name))
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images_at([index])[0], int(self.labels[index])
+
+    def images_at(self, indices) -> torch.Tensor:
+        return distort(self.dataset.images_at(indices), self.rng, self.strength)
