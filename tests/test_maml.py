@@ -103,27 +103,22 @@ CASES = [pytest.param(steps, first_order, strategy, id=f"{steps}step-{order}-{st
          for strategy in ("loop", "vmap")]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("steps, first_order, strategy", CASES)
-def test_conv4_meta_gradient_equals_learn2learn(l2l, device, steps, first_order, strategy):
-    model, batch = conv4(device), image_batch(device=device)
-    reference = learn2learn_meta_gradient(
-        l2l.algorithms.MAML(copy.deepcopy(model), lr=0.4, first_order=first_order),
-        batch, steps, "cross_entropy")
-    maml = MAML(copy.deepcopy(model), inner_lr=0.4, inner_steps=steps, first_order=first_order,
-                strategy=strategy)
-    assert relative_error(our_meta_gradient(maml, batch), reference) < TOLERANCE
+# problem -> (model factory, batch factory, inner learning rate, loss)
+PROBLEMS = {"conv4": (conv4, image_batch, 0.4, "cross_entropy"),
+            "sinusoid": (mlp, sinusoid_batch, 0.01, "mse")}
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("steps, first_order, strategy", CASES)
-def test_sinusoid_meta_gradient_equals_learn2learn(l2l, device, steps, first_order, strategy):
-    model, batch = mlp(device), sinusoid_batch(device=device)
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_meta_gradient_equals_learn2learn(l2l, device, problem, steps, first_order, strategy):
+    make_model, make_batch, inner_lr, loss = PROBLEMS[problem]
+    model, batch = make_model(device), make_batch(device=device)
     reference = learn2learn_meta_gradient(
-        l2l.algorithms.MAML(copy.deepcopy(model), lr=0.01, first_order=first_order),
-        batch, steps, "mse")
-    maml = MAML(copy.deepcopy(model), inner_lr=0.01, inner_steps=steps, first_order=first_order,
-                strategy=strategy, loss="mse")
+        l2l.algorithms.MAML(copy.deepcopy(model), lr=inner_lr, first_order=first_order),
+        batch, steps, loss)
+    maml = MAML(copy.deepcopy(model), inner_lr=inner_lr, inner_steps=steps,
+                first_order=first_order, strategy=strategy, loss=loss)
     assert relative_error(our_meta_gradient(maml, batch), reference) < TOLERANCE
 
 

@@ -43,6 +43,7 @@ from fontTools import unicodedata as font_unicodedata
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
+from fewshot_course.data.augment import warp
 from fewshot_course.data.base import ImageDataset, to_uint8
 from fewshot_course.data.cache import cache_dir, load_or_none, save_atomic
 from fewshot_course.progress import progress
@@ -264,50 +265,18 @@ def _faces_for(character: GlyphCharacter, canvas: int) -> list[np.ndarray]:
     return drawings
 
 
-@lru_cache(maxsize=8)
-def _pixel_coordinates(size: int) -> torch.Tensor:
-    """[size*size, 3] rows (x, y, 1) of pixel centres in grid_sample's [-1, 1] coordinates."""
-    centres = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1
-    y, x = torch.meshgrid(centres, centres, indexing="ij")
-    return torch.stack([x.reshape(-1), y.reshape(-1), torch.ones(size * size)], dim=1)
-
-
-@lru_cache(maxsize=8)
-def _upsampling_matrix(coarse: int, size: int) -> torch.Tensor:
-    """[size, coarse] bicubic interpolation weights (a smooth field from a coarse grid)."""
-    identity = torch.eye(coarse).view(coarse, 1, coarse, 1)
-    weights = F.interpolate(identity, size=(size, 1), mode="bicubic", align_corners=True)
-    return weights.view(coarse, size).T.contiguous()
-
-
 def _distort(base: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random affine + elastic + stroke-width change of a batch [m, 1, S, S] (white on black)."""
-    m, _, size, _ = base.shape
+    m = base.shape[0]
     angle = np.deg2rad(rng.uniform(-15, 15, m))
     shear = rng.uniform(-0.25, 0.25, m)
     scale = rng.uniform(0.85, 1.05, m)
     aspect = np.exp(rng.uniform(-0.1, 0.1, m))
     shift = rng.uniform(-0.12, 0.12, (m, 2))  # in half-widths: about +-1.7 pixels at 28
-    cos, sin = np.cos(angle), np.sin(angle)
-    # forward map (glyph -> image): rotation @ shear @ anisotropic scale; sampling needs its inverse
-    forward = np.stack([np.stack([cos, cos * shear - sin], -1),
-                        np.stack([sin, sin * shear + cos], -1)], -2)
-    forward = forward * np.stack([scale * aspect, scale / aspect], -1)[:, None, :]
-    inverse = np.linalg.inv(forward)
-    theta = torch.from_numpy(np.concatenate([inverse, -(inverse @ shift[:, :, None])], axis=2))
-    grid = _pixel_coordinates(size) @ theta.float().transpose(1, 2)  # [m, S*S, 2]
-    # elastic: a smooth random displacement field, bicubically upsampled from a 4x4 grid
-    coarse = torch.from_numpy(rng.normal(0.0, 0.05, (m, 2, 4, 4))).float()
-    up = _upsampling_matrix(4, size)
-    field = torch.einsum("hi,mcij,wj->mhwc", up, coarse, up)
-    warped = F.grid_sample(base, grid.view(m, size, size, 2) + field, mode="bilinear",
-                           padding_mode="zeros", align_corners=False)
-    # stroke width: blend towards a one-pixel dilation (thicker) or erosion (thinner)
-    width = torch.from_numpy(rng.uniform(-0.5, 0.5, (m, 1, 1, 1))).float()
-    dilated = F.max_pool2d(warped, 3, stride=1, padding=1)
-    eroded = -F.max_pool2d(-warped, 3, stride=1, padding=1)
-    towards = torch.where(width > 0, dilated, eroded)
-    return (warped + width.abs() * (towards - warped)).clamp(0.0, 1.0)
+    elastic = rng.normal(0.0, 0.05, (m, 2, 4, 4))
+    stroke = rng.uniform(-0.5, 0.5, m)
+    return warp(base, angle=angle, shear=shear, scale=scale, aspect=aspect, shift=shift,
+                elastic=elastic, stroke=stroke)
 
 
 def build_glyphs(image_size: int = 28, seed: int = 0,
