@@ -6,6 +6,7 @@
 * ``FineTune``: a classifier pre-trained on the base classes, a new head per task.
 * ``NearestNeighbour``: 1-NN on raw pixels or embeddings.
 * ``MAMLClassifier``: MAML, first-order MAML or Meta-SGD (``fewshot_course.maml``).
+* ``AugmentedEpisodes``: any of them fitted on distorted copies of the support set too.
 
 ``build_method`` constructs any of them by name with a Conv4 backbone (the CLI and
 ``fewshot_course.training.load_checkpoint`` use it).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 from fewshot_course.maml import MAML
+from fewshot_course.methods.augmented import AugmentedEpisodes
 from fewshot_course.methods.base import FewShotClassifier, fit_linear_head
 from fewshot_course.methods.baselines import FineTune, NearestNeighbour
 from fewshot_course.methods.generative import DistributionCalibration
@@ -58,4 +60,5 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
 
 
 __all__ = ["FewShotClassifier", "ProtoNet", "DistributionCalibration", "FineTune",
-           "NearestNeighbour", "MAMLClassifier", "METHODS", "build_method", "fit_linear_head"]
+           "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "METHODS", "build_method",
+           "fit_linear_head"]
