@@ -266,8 +266,7 @@ def main() -> None:
         union = UnionDataset(small1, small2)
         args.rotations = True
         augment = f"-aug{args.augment:g}" if args.augment else ""
-        hidden = RECIPES["protonet"]["hidden"]
-        checkpoint = folder / f"protonet-small1+small2-rot{augment}-h{hidden}.pt"
+        checkpoint = folder / f"protonet-small1+small2-rot{augment}-{run_tag('protonet', args)}.pt"
         history = train_method("protonet", union, args, checkpoint)
         distorted = f", distorted at strength {args.augment:g}," if args.augment else ""
         line = (f"ProtoNet on small1 + small2 with rotations{distorted} "
