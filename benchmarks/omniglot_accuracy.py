@@ -91,7 +91,7 @@ RECIPES = {
 }
 
 
-# The targets: test error after at most 15 CPU-minutes of meta-training.
+# The course's targets: test error after at most 15 CPU-minutes of meta-training.
 TARGETS = {"protonet": 0.10, "maml": 0.15, "fomaml": 0.15}
 
 
