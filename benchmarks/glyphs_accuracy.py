@@ -40,11 +40,11 @@ from fewshot_course.training import load_checkpoint, read_checkpoint, train  # n
 
 METHODS = ("nn", "protonet", "dc", "finetune", "maml", "fomaml")
 # MAML: the paper's Omniglot 5-way settings (alpha 0.4, 1 inner step, 3 at test) with a smaller
-# meta-batch for the CPU; for 20-way the same single step (the paper's 5 steps of 0.1 cost about
-# 5x more per step on the CPU, see benchmarks/omniglot_accuracy.py). First-order MAML takes the
-# paper's 5 inner steps of 0.1 (10 at test): with one first-order step of 0.4 it barely learns
-# (20-way: 24% after 5 CPU-minutes), since its meta-gradient ignores how that step depends on the
-# weights; first-order steps are cheap.
+# meta-batch for the CPU; for 20-way the same single step (the paper's 5 second-order steps of 0.1
+# cost several times more per step on the CPU, see benchmarks/omniglot_accuracy.py). First-order
+# MAML takes the paper's 5 inner steps of 0.1 (10 at test): with one first-order step of 0.4 it
+# barely learns, since its meta-gradient ignores how that step depends on the weights;
+# first-order steps are cheap.
 RECIPES = {
     "protonet": dict(train_ways=20, train_queries=5, meta_batch=1, lr=1e-3),
     "finetune": dict(train_ways=20, train_queries=5, meta_batch=1, lr=1e-3),

@@ -59,29 +59,25 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 
 # Per method: network width, episodes seen in meta-training and optimiser settings.
 #
-# Within 15 CPU-minutes every method is still improving when time runs out, so what counts is
-# progress per CPU-second. Five-minute ProtoNet runs (300 test episodes, 95% CI about +-1.4
-# points) compared cheaper steps: 20-way episodes with 2 queries per class instead of 30-way with
-# 5 (a third of the images per step) cut the error from 31.9% to 28.8%; distortion strength 1.0 or
-# 0.3 instead of 0.5, a larger learning rate (3e-3) or a cosine decay made no difference beyond
-# the noise. Snell et al.'s "higher way than at test" pays at full budget, not at this one.
-# A narrower Conv4 (32 channels) is 2.5x faster per step and wins at 5 minutes, but stops
-# improving: after 15 CPU-minutes ProtoNet reached 27.6% and MAML 36.1% with 32 channels,
-# against 23.9% and 33.4% with 64 (600 episodes; ProtoNet with 30-way, 5-query episodes: 25.2%).
+# Within 15 CPU-minutes every method is still improving when time runs out (compare the section
+# "omniglot ablation: 5 CPU-minutes" of benchmarks/RESULTS.md with the main table), so what
+# counts is progress per CPU-second. ProtoNet trains on 20-way episodes with 2 queries per class,
+# a third of the images per step of Snell et al.'s higher-way 30-way, 5-query episodes, which
+# pay at full budget but not at this one (section "omniglot ablation: 30-way 5-query episodes").
+# A narrower Conv4 (32 channels) takes about 2.5x the steps in the same time but stops improving
+# (section "omniglot ablation: 32 channels"), so every method keeps 64.
 # ProtoNet can train with any N; MAML must train with the test's N, since its head has N outputs.
 #
-# MAML: the paper's 20-way recipe (alpha 0.1, 5 inner steps, meta-batch 16) costs about 4.6
-# CPU-seconds per step even at meta-batch 4 here, so fewer than 200 steps would fit in 15
-# CPU-minutes; one inner step of 0.4 (its 5-way recipe) trains about 4x more steps in the same
-# time. It is tested with 6 steps rather than the paper's 3: the same weights scored 69.6% instead
-# of 62.7% (300 test episodes).
+# MAML: the paper's 20-way recipe (alpha 0.1, 5 second-order inner steps, meta-batch 16) costs
+# several times more per step on the CPU than one inner step of 0.4 (its 5-way recipe), so far
+# fewer steps would fit in 15 CPU-minutes. At test it adapts with 6 steps rather than the paper's
+# 3, which scored higher on the same weights.
 #
 # First-order MAML cannot learn with one inner step: its meta-gradient ignores how the step
 # depends on the weights, and one step from a random head barely fits the support set, so the
-# query loss hardly depends on the features (81% error after 15 CPU-minutes, training accuracy
-# stuck near 18%). With the paper's 20-way inner loop (alpha 0.1, 5 steps; 10 at test) the adapted
-# head fits the support set and the features learn (56% error after 3 CPU-minutes, distorted
-# images); first-order inner steps are cheap.
+# query loss hardly depends on the features. With the paper's 20-way inner loop (alpha 0.1,
+# 5 steps; 10 at test) the adapted head fits the support set and the features learn; first-order
+# inner steps are cheap.
 RECIPES = {
     "protonet": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=1, lr=1e-3),
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
@@ -252,6 +248,8 @@ def main() -> None:
     p.add_argument("--combined", action="store_true",
                    help="train the small1+small2 ProtoNet with rotations (not scored here)")
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    p.add_argument("--section", default="omniglot time to accuracy",
+                   help="the RESULTS.md section to write (another name for an ablation)")
     p.add_argument("--note", default="", help="a sentence added to the report (e.g. the load)")
     args = p.parse_args()
     apply_overrides(args.recipe)
@@ -333,7 +331,7 @@ def main() -> None:
         f"{args.note}")
     print(body)
     if not args.no_write:
-        write_section("omniglot time to accuracy", command, body, args.device)
+        write_section(args.section, command, body, args.device)
 
 
 if __name__ == "__main__":
