@@ -100,3 +100,53 @@ def test_mlp_is_relu_between_layers_only():
 def test_mlp_needs_two_sizes():
     with pytest.raises(ValueError, match="sizes"):
         MLP((3,))
+
+
+def textbook_features(model: Conv4, x: torch.Tensor) -> torch.Tensor:
+    """Conv4's encoder written the textbook way: conv, affine BatchNorm, ReLU, then max-pool."""
+    for block in model.features[:4]:
+        x = F.conv2d(x, block.conv.weight, padding=1)
+        x = F.batch_norm(x, None, None, block.norm.weight, block.norm.bias, training=True)
+        x = F.max_pool2d(F.relu(x), kernel_size=2)
+    return x.flatten(start_dim=1)
+
+
+def test_fast_block_equals_the_textbook_order_up_to_second_derivatives():
+    # ConvBlock pools before its ReLU, uses channels-last on the CPU and the fused BatchNorm: the
+    # same function, so values, gradients and gradients of gradients (MAML's second-order term)
+    # must agree to float64 rounding.
+    torch.manual_seed(0)
+    model = Conv4(hidden=4, image_size=32).double()
+    with torch.no_grad():
+        for block in model.features[:4]:
+            block.norm.weight.uniform_(-1.5, 1.5)  # negative scales too: affine must not commute
+            block.norm.bias.normal_()
+    x = torch.rand(6, 1, 32, 32, dtype=torch.float64)
+    weights = list(model.features.parameters())
+
+    def gradient_and_curvature(features):
+        loss = features(x).pow(2).sum()
+        first = torch.autograd.grad(loss, weights, create_graph=True)
+        second = torch.autograd.grad(sum(g.pow(2).sum() for g in first), weights)
+        return [g.detach() for g in first], second
+
+    torch.testing.assert_close(model.features(x), textbook_features(model, x), rtol=1e-10,
+                               atol=1e-12)
+    ours = gradient_and_curvature(model.features)
+    textbook = gradient_and_curvature(lambda images: textbook_features(model, images))
+    for mine, reference in zip(ours[0] + list(ours[1]), textbook[0] + list(textbook[1]),
+                               strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-11)
+
+
+def test_batch_norm_under_vmap_matches_the_fused_kernel():
+    torch.manual_seed(0)
+    norm = BatchStatNorm2d(3).double()
+    weights = torch.randn(4, 3, dtype=torch.float64)
+    biases = torch.randn(4, 3, dtype=torch.float64)
+    x = torch.randn(4, 5, 3, 6, 6, dtype=torch.float64)
+    batched = vmap(lambda w, b, xs: functional_call(norm, {"weight": w, "bias": b}, (xs,)))(
+        weights, biases, x)
+    looped = torch.stack([F.batch_norm(xs, None, None, w, b, training=True)
+                          for w, b, xs in zip(weights, biases, x, strict=True)])
+    torch.testing.assert_close(batched, looped)
