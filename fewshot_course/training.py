@@ -26,6 +26,7 @@ from fewshot_course.progress import progress
 from fewshot_course.seeding import seed_everything
 
 CHECKPOINT_FORMAT = "fewshot_course.checkpoint/1"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -46,7 +47,8 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
           val_episodes: int = 100, lr: float = 1e-3, meta_batch: int = 4,
           checkpoint: str | Path | None = None, checkpoint_every: int = 100, resume: bool = True,
           seed: int = 0, device: torch.device | str | None = None,
-          run: dict | None = None, max_cpu_minutes: float | None = None) -> History:
+          run: dict | None = None, max_cpu_minutes: float | None = None,
+          lr_schedule: str = "constant") -> History:
     """Meta-train ``method`` for ``steps`` Adam steps on meta-batches from ``sampler``.
 
     Args:
@@ -67,12 +69,20 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
         max_cpu_minutes: stop after the step at which the training loop's CPU time (this
             process, all threads, earlier resumed runs included) reaches this budget; the
             checkpoint is saved there, so a later call with a larger budget continues exactly.
+        lr_schedule: ``"constant"``, or ``"cosine"``: the learning rate falls from ``lr`` to 0
+            along half a cosine over the run, whose progress is the larger of step / ``steps``
+            and CPU time / ``max_cpu_minutes`` (a run on a time budget anneals by the clock).
+            A cosine run's budget is part of its settings: it resumes only with the same budget.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names the step.
     """
     device = torch.device(device) if device is not None else default_device()
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={lr_schedule!r} is not one of {LR_SCHEDULES}")
     settings = {"lr": lr, "meta_batch": meta_batch, "seed": seed}
+    if lr_schedule != "constant":  # constant runs keep the settings older checkpoints hold
+        settings.update(lr_schedule=lr_schedule, steps=steps, max_cpu_minutes=max_cpu_minutes)
     method.to(device)
     optimiser = torch.optim.Adam(method.parameters(), lr=lr)
     history, start = History(), 0
@@ -119,6 +129,12 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
                 f"learning rate (lr={lr}) or the inner step size, or check the data for NaNs")
         optimiser.zero_grad()
         loss.backward()
+        if lr_schedule == "cosine":
+            done = index / steps
+            if max_cpu_minutes is not None:
+                done = max(done, history.cpu_seconds / (60 * max_cpu_minutes))
+            for group in optimiser.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
         optimiser.step()
         history.steps.append(step)
         history.loss.append(loss_value)

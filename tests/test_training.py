@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -150,6 +152,22 @@ def test_a_cpu_budget_stops_training_at_a_checkpoint_that_a_larger_budget_contin
     _, straight = protonet_run(dataset, 5)
     assert finished.steps == [1, 2, 3, 4, 5] and finished.loss == straight.loss
     assert finished.cpu_seconds > history.cpu_seconds
+
+
+def test_a_cosine_schedule_anneals_the_learning_rate_over_the_run(tmp_path):
+    dataset = shapes_dataset()
+    path = tmp_path / "cosine.pt"
+    cosine, _ = protonet_run(dataset, 4, checkpoint=path, lr_schedule="cosine")
+    constant, _ = protonet_run(dataset, 4)
+    # the last of 4 steps ran at lr * (1 + cos(pi * 3/4)) / 2, the first at the full lr
+    (group,) = read_checkpoint(path)["optimizer"]["param_groups"]
+    assert group["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    assert not all(torch.equal(a, b) for a, b in zip(cosine.parameters(), constant.parameters(),
+                                                     strict=True))
+    with pytest.raises(ValueError, match="steps: saved 4, now 8"):
+        protonet_run(dataset, 8, checkpoint=path, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        protonet_run(dataset, 2, lr_schedule="linear")
 
 
 @pytest.mark.parametrize("name, kind", [("maml-glyphs-5w1s", "MAMLClassifier"),
