@@ -32,6 +32,7 @@ precision in tests/test_maml.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from fewshot_course.episodes import EpisodeBatch
+from fewshot_course.models import graph_for_second_derivatives
 
 Params = dict[str, torch.Tensor]
 #: (weights, inputs, targets) -> (loss, outputs), for one task or, vmapped, for a batch of tasks.
@@ -209,7 +211,8 @@ class MAML(nn.Module):
         # with respect to detached copies and keep no graph of its computation.
         inputs = params if second_order else {n: p.detach().requires_grad_()
                                               for n, p in params.items()}
-        losses, _ = loss_and_output(inputs, x, y)
+        with graph_for_second_derivatives() if second_order else nullcontext():
+            losses, _ = loss_and_output(inputs, x, y)
         gradients = torch.autograd.grad(losses.sum(), list(inputs.values()),
                                         create_graph=second_order, allow_unused=True)
         gradients = [torch.zeros_like(p) if g is None else g

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from fewshot_course.models import MLP, BatchStatNorm2d, Conv4
+from fewshot_course.models import MLP, BatchStatNorm2d, Conv4, graph_for_second_derivatives
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -150,3 +150,22 @@ def test_batch_norm_under_vmap_matches_the_fused_kernel():
     looped = torch.stack([F.batch_norm(xs, None, None, w, b, training=True)
                           for w, b, xs in zip(weights, biases, x, strict=True)])
     torch.testing.assert_close(batched, looped)
+
+
+def test_the_second_derivative_layout_changes_speed_not_results():
+    torch.manual_seed(0)
+    model = Conv4(hidden=4).double()
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    weights = list(model.parameters())
+
+    def curvature():
+        first = torch.autograd.grad(model(x).pow(2).sum(), weights, create_graph=True)
+        return torch.autograd.grad(sum(g.pow(2).sum() for g in first), weights)
+
+    channels_last = curvature()
+    with graph_for_second_derivatives():
+        standard = curvature()
+        assert not model.features[0](x).is_contiguous(memory_format=torch.channels_last)
+    assert model.features[0](x).is_contiguous(memory_format=torch.channels_last)  # restored
+    for a, b in zip(channels_last, standard, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
