@@ -16,7 +16,8 @@ name carries a digest of the run's settings, so a changed setting starts a new r
 ``--augment STRENGTH`` distorts every training image afresh at each read: a random rotation, shear,
 scale and shift, a smooth elastic warp and a thicker or thinner stroke (``fewshot_course.data
 .augment``), the remedy for so few background characters. ``--recipe METHOD.KEY=VALUE`` changes one
-setting of ``RECIPES`` (e.g. ``protonet.train_ways=60``); the report lists the recipes used.
+setting of ``RECIPES`` (e.g. ``protonet.train_ways=60`` or ``protonet.image_size=56``); the report
+lists the recipes used.
 
 ``--combined`` instead meta-trains one ProtoNet on small1 + small2 together (Greek and Latin, which
 both hold, counted once) with rotations and keeps that checkpoint: it has seen the test alphabets
@@ -57,7 +58,7 @@ from fewshot_course.training import load_checkpoint, read_checkpoint, train  # n
 REPO = Path(__file__).resolve().parents[1]
 TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 
-# Per method: network width, episodes seen in meta-training and optimiser settings.
+# Per method: network width, image side, episodes seen in meta-training and optimiser settings.
 #
 # Within 15 CPU-minutes every method is still improving when time runs out (compare the section
 # "omniglot ablation: 5 CPU-minutes" of benchmarks/RESULTS.md with the main table), so what
@@ -67,6 +68,12 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # A narrower Conv4 (32 channels) takes about 2.5x the steps in the same time but stops improving
 # (section "omniglot ablation: 32 channels"), so every method keeps 64.
 # ProtoNet can train with any N; MAML must train with the test's N, since its head has N outputs.
+#
+# Learning rate: ProtoNet and first-order MAML anneal it to 0 along a cosine over the budget; for
+# ProtoNet at 5 CPU-minutes that scored about a point better than a constant rate, within the
+# noise of 600 episodes (sections "omniglot ablation: 5 CPU-minutes" and "..., cosine"). MAML,
+# which takes far fewer steps, keeps a constant rate: annealed it scored worse (section
+# "omniglot ablation: MAML with a cosine schedule").
 #
 # MAML: the paper's 20-way recipe (alpha 0.1, 5 second-order inner steps, meta-batch 16) costs
 # several times more per step on the CPU than one inner step of 0.4 (its 5-way recipe), so far
@@ -79,13 +86,17 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # 5 steps; 10 at test) the adapted head fits the support set and the features learn; first-order
 # inner steps are cheap.
 RECIPES = {
-    "protonet": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=1, lr=1e-3),
+    "protonet": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=1, lr=1e-3,
+                     lr_schedule="cosine", image_size=28),
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
-                 inner_steps=1, test_steps=6),
+                 inner_steps=1, test_steps=6, lr_schedule="constant", image_size=28),
     "fomaml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3,
-                   inner_lr=0.1, inner_steps=5, test_steps=10),
+                   inner_lr=0.1, inner_steps=5, test_steps=10, lr_schedule="cosine",
+                   image_size=28),
 }
 
+
+LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28}
 
 # The course's targets: test error after at most 15 CPU-minutes of meta-training.
 TARGETS = {"protonet": 0.10, "maml": 0.15, "fomaml": 0.15}
@@ -104,7 +115,12 @@ def apply_overrides(overrides: list[str]) -> None:
 
 def run_tag(name: str, args) -> str:
     """A short digest of everything that shapes a run, so a checkpoint resumes only its own run."""
-    settings = {"recipe": RECIPES[name], "augment": args.augment, "rotations": args.rotations,
+    # Settings left at the values runs had before they became settings keep the digest as it was.
+    recipe = {key: value for key, value in RECIPES[name].items()
+              if LEGACY_DEFAULTS.get(key, object()) != value}
+    if "lr_schedule" in recipe:
+        recipe["budget"] = (args.cpu_minutes, args.steps)  # the schedule anneals over it
+    settings = {"recipe": recipe, "augment": args.augment, "rotations": args.rotations,
                 "within": args.train_within_alphabet}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -184,6 +200,7 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
     recipe = RECIPES[name]
     seed_everything(args.seed)
     method = build_method(name, n_way=recipe["train_ways"], hidden=recipe["hidden"],
+                          image_size=recipe["image_size"],
                           inner_lr=recipe.get("inner_lr", 0.4),
                           inner_steps=recipe.get("inner_steps", 1),
                           test_steps=recipe.get("test_steps"))
@@ -195,6 +212,7 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
     history = train(method, sampler, args.steps, lr=recipe["lr"], meta_batch=recipe["meta_batch"],
                     checkpoint=checkpoint, seed=args.seed, device=args.device,
                     max_cpu_minutes=args.cpu_minutes, checkpoint_every=50,
+                    lr_schedule=recipe.get("lr_schedule", "constant"),
                     run={"benchmark": "omniglot_accuracy", "recipe": recipe,
                          "rotations": args.rotations,
                          "within_alphabet": args.train_within_alphabet,
@@ -259,8 +277,10 @@ def main() -> None:
     command = "python benchmarks/omniglot_accuracy.py " + shlex.join(sys.argv[1:])
 
     if args.combined:
-        small1 = Omniglot(args.root, "background_small1", rotations=True)
-        small2 = Omniglot(args.root, "background_small2", rotations=True)
+        small1 = Omniglot(args.root, "background_small1", rotations=True,
+                          image_size=RECIPES["protonet"]["image_size"])
+        small2 = Omniglot(args.root, "background_small2", rotations=True,
+                          image_size=RECIPES["protonet"]["image_size"])
         union = UnionDataset(small1, small2)
         args.rotations = True
         augment = f"-aug{args.augment:g}" if args.augment else ""
@@ -280,8 +300,6 @@ def main() -> None:
             write_section("omniglot combined checkpoint", command, line, args.device)
         return
 
-    train_set = Omniglot(args.root, "background_small1", rotations=args.rotations)
-    test_set = Omniglot(args.root, "background_small2")
     rows = []
     for name in args.methods:
         suffix = (("-rot" if args.rotations else "")
@@ -289,6 +307,10 @@ def main() -> None:
                   + (f"-aug{args.augment:g}" if args.augment else ""))
         checkpoint = folder / f"{name}-small1{suffix}-{run_tag(name, args)}.pt"
         try:
+            size = RECIPES[name]["image_size"]
+            train_set = Omniglot(args.root, "background_small1", rotations=args.rotations,
+                                 image_size=size)
+            test_set = Omniglot(args.root, "background_small2", image_size=size)
             history = train_method(name, train_set, args, checkpoint)
         except FloatingPointError as error:
             print(f"{name}: {error}", flush=True)

@@ -62,6 +62,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=64, help="Conv4 channels (default 64)")
     p.add_argument("--meta-batch", type=int, default=4, help="tasks per training step (default 4)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant, or cosine: anneal the learning rate to 0 over --steps "
+                        "(default constant)")
     p.add_argument("--inner-lr", type=float, default=0.4, help="MAML inner step size (default 0.4)")
     p.add_argument("--inner-steps", type=int, default=1, help="MAML inner steps (default 1)")
     p.add_argument("--test-steps", type=int, default=None,
@@ -130,7 +133,8 @@ def run_train(args: argparse.Namespace) -> dict:
     history = train(method, sampler, args.steps, val_sampler=val_sampler,
                     val_every=max(args.val_every, 1), val_episodes=args.val_episodes, lr=args.lr,
                     meta_batch=args.meta_batch, checkpoint=checkpoint, resume=not args.fresh,
-                    seed=args.seed, device=args.device, run=run)
+                    seed=args.seed, device=args.device, run=run,
+                    lr_schedule=args.lr_schedule)
     cpu_seconds = time.process_time() - start
     print(f"trained {args.method} on {args.dataset} to step {args.steps} "
           f"({cpu_seconds / 60:.1f} CPU-minutes in this run); checkpoint: {checkpoint}")

@@ -27,6 +27,11 @@ A meta-batch is processed by one of two strategies:
 BatchNorm layers see one task's support set or query set per call in both strategies, so their
 batch statistics are per task and per call, exactly as in learn2learn's loop (checked to float64
 precision in tests/test_maml.py).
+
+Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
+hint that keeps Conv4's convolutions in the standard memory layout on the CPU: their graph is
+differentiated twice, and channels-last double backward was measured slower. Other models ignore
+the hint; results are the same either way.
 """
 
 from __future__ import annotations
@@ -65,11 +70,11 @@ class MAML(nn.Module):
             device and the model: vmap on accelerators; on the CPU vmap for networks without
             convolutions and the loop for convolutional ones. Measured on the course's 2-core CPU
             (benchmarks/RESULTS.md, section "throughput"): the vmapped sinusoid MLP (25 tasks)
-            runs about 9-11x faster than learn2learn's loop and than our loop, in the same memory;
-            the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.55x the speed of
-            the loop with about 17x its peak memory (3.6 GB), because convolutions with per-task
-            weights become grouped convolutions and every task's graph is alive at once, while
-            the loop matches learn2learn's speed and memory.
+            runs about 8-9x faster than learn2learn's loop and than our loop, in about the same
+            memory; the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.36x the
+            speed of learn2learn with about 20x its peak memory (3.2 GB), because convolutions
+            with per-task weights become grouped convolutions and every task's graph is alive at
+            once, while the loop runs at 0.95-1.16x learn2learn's speed in 0.9-1.4x its memory.
         loss: ``"cross_entropy"`` (classification; logits [Q, N], labels [Q]) or ``"mse"``
             (regression; targets reshaped to the outputs' shape).
 

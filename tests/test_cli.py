@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
 
+from conftest import REPO_ROOT
 from fewshot_course.cli import main, parser
+from fewshot_course.training import read_checkpoint
 
 RESULT_LINE = re.compile(r"accuracy (\d\.\d{3}) ± (\d\.\d{3}) \(95% CI, (\d+) episodes\)")
 
@@ -26,10 +27,10 @@ def test_train_then_evaluate_on_glyphs_in_a_subprocess(tmp_path):
     tiny = ["--method", "protonet", "--dataset", "glyphs", "--ways", "3", "--queries", "2",
             "--hidden", "8", "--device", "cpu"]
     trained = cli("train", *tiny, "--steps", "3", "--val-every", "2", "--val-episodes", "3",
-                  cwd=tmp_path)
+                  "--lr-schedule", "cosine", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     checkpoint = tmp_path / "checkpoints" / "protonet-glyphs-3w1s.pt"
-    assert checkpoint.exists()
+    assert read_checkpoint(checkpoint)["config"]["train"]["lr_schedule"] == "cosine"
     assert "validation at step 3" in trained.stdout
 
     evaluated = cli("evaluate", *tiny, "--episodes", "4", cwd=tmp_path)
