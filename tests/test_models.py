@@ -169,3 +169,35 @@ def test_the_second_derivative_layout_changes_speed_not_results():
     assert model.features[0](x).is_contiguous(memory_format=torch.channels_last)  # restored
     for a, b in zip(channels_last, standard, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_vmap_of_grad_with_shared_weights_matches_plain_autograd():
+    # The pattern of notebook 03: the weights are shared (in_dims None), the tasks are vmapped and
+    # torch.func.grad runs inside, so tensors look unbatched there; the meta-gradient must still
+    # equal plain autograd's (which takes the fused BatchNorm and channels-last paths).
+    torch.manual_seed(0)
+    model = Conv4(n_way=3, hidden=4).double()
+    params = {name: p.detach().requires_grad_() for name, p in model.named_parameters()}
+    support_x = torch.rand(2, 3, 1, 28, 28, dtype=torch.float64)
+    query_x = torch.rand(2, 6, 1, 28, 28, dtype=torch.float64)
+    support_y, query_y = torch.arange(3).repeat(2, 1), torch.arange(3).repeat(2, 2)
+
+    def adapted_query_loss(p, sx, sy, qx, qy):
+        gradients = torch.func.grad(
+            lambda w: F.cross_entropy(functional_call(model, w, (sx,)), sy))(p)
+        fast = {name: p[name] - 0.4 * gradients[name] for name in p}
+        return F.cross_entropy(functional_call(model, fast, (qx,)), qy)
+
+    batched = vmap(adapted_query_loss, in_dims=(None, 0, 0, 0, 0))(
+        params, support_x, support_y, query_x, query_y).mean()
+    plain = []
+    for sx, sy, qx, qy in zip(support_x, support_y, query_x, query_y, strict=True):
+        inner = torch.autograd.grad(F.cross_entropy(functional_call(model, params, (sx,)), sy),
+                                    list(params.values()), create_graph=True)
+        fast = {name: p - 0.4 * g for (name, p), g in zip(params.items(), inner, strict=True)}
+        plain.append(F.cross_entropy(functional_call(model, fast, (qx,)), qy))
+    plain_loss = torch.stack(plain).mean()
+    torch.testing.assert_close(batched, plain_loss, rtol=1e-10, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(batched, list(params.values())),
+                    torch.autograd.grad(plain_loss, list(params.values())), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
