@@ -71,7 +71,7 @@ class MAML(nn.Module):
             convolutions and the loop for convolutional ones. Measured on the course's 2-core CPU
             (benchmarks/RESULTS.md, section "throughput"): the vmapped sinusoid MLP (25 tasks)
             runs about 8-9x faster than learn2learn's loop and than our loop, in about the same
-            memory; the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.36x the
+            memory; the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.35x the
             speed of learn2learn with about 20x its peak memory (3.2 GB), because convolutions
             with per-task weights become grouped convolutions and every task's graph is alive at
             once, while the loop runs at 0.95-1.16x learn2learn's speed in 0.9-1.4x its memory.
