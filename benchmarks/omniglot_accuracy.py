@@ -277,10 +277,9 @@ def main() -> None:
     command = "python benchmarks/omniglot_accuracy.py " + shlex.join(sys.argv[1:])
 
     if args.combined:
-        small1 = Omniglot(args.root, "background_small1", rotations=True,
-                          image_size=RECIPES["protonet"]["image_size"])
-        small2 = Omniglot(args.root, "background_small2", rotations=True,
-                          image_size=RECIPES["protonet"]["image_size"])
+        size = RECIPES["protonet"]["image_size"]
+        small1 = Omniglot(args.root, "background_small1", rotations=True, image_size=size)
+        small2 = Omniglot(args.root, "background_small2", rotations=True, image_size=size)
         union = UnionDataset(small1, small2)
         args.rotations = True
         augment = f"-aug{args.augment:g}" if args.augment else ""
@@ -300,17 +299,20 @@ def main() -> None:
             write_section("omniglot combined checkpoint", command, line, args.device)
         return
 
+    splits: dict[int, tuple[Omniglot, Omniglot]] = {}  # (train, test) per image size, read once
     rows = []
     for name in args.methods:
         suffix = (("-rot" if args.rotations else "")
                   + ("-within" if args.train_within_alphabet else "")
                   + (f"-aug{args.augment:g}" if args.augment else ""))
         checkpoint = folder / f"{name}-small1{suffix}-{run_tag(name, args)}.pt"
+        size = RECIPES[name]["image_size"]
+        if size not in splits:
+            splits[size] = (Omniglot(args.root, "background_small1", rotations=args.rotations,
+                                     image_size=size),
+                            Omniglot(args.root, "background_small2", image_size=size))
+        train_set, test_set = splits[size]
         try:
-            size = RECIPES[name]["image_size"]
-            train_set = Omniglot(args.root, "background_small1", rotations=args.rotations,
-                                 image_size=size)
-            test_set = Omniglot(args.root, "background_small2", image_size=size)
             history = train_method(name, train_set, args, checkpoint)
         except FloatingPointError as error:
             print(f"{name}: {error}", flush=True)
