@@ -13,6 +13,9 @@ threads) or ``--steps``, whichever comes first; its checkpoint goes to ``--check
 the repository), so rerunning with a larger budget continues the same run exactly. The checkpoint's
 name carries a digest of the run's settings, so a changed setting starts a new run.
 
+``--mirrors`` adds every training class mirrored left to right as one more new class (with
+``--rotations``, the eight symmetries of the square: 1088 classes from small1's 136 characters).
+
 ``--augment STRENGTH`` distorts every training image afresh at each read: a random rotation, shear,
 scale and shift, a smooth elastic warp and a thicker or thinner stroke (``fewshot_course.data
 .augment``), the remedy for so few background characters. ``--recipe METHOD.KEY=VALUE`` changes one
@@ -122,6 +125,8 @@ def run_tag(name: str, args) -> str:
         recipe["budget"] = (args.cpu_minutes, args.steps)  # the schedule anneals over it
     settings = {"recipe": recipe, "augment": args.augment, "rotations": args.rotations,
                 "within": args.train_within_alphabet}
+    if args.mirrors:  # absent otherwise, so earlier runs keep their digests
+        settings["mirrors"] = True
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -214,7 +219,7 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
                     max_cpu_minutes=args.cpu_minutes, checkpoint_every=50,
                     lr_schedule=recipe.get("lr_schedule", "constant"),
                     run={"benchmark": "omniglot_accuracy", "recipe": recipe,
-                         "rotations": args.rotations,
+                         "rotations": args.rotations, "mirrors": args.mirrors,
                          "within_alphabet": args.train_within_alphabet,
                          "augment": args.augment})
     return history
@@ -245,6 +250,9 @@ def main() -> None:
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--queries", type=int, default=1, help="queries per class in test episodes")
     p.add_argument("--rotations", action="store_true", help="rotations as extra training classes")
+    p.add_argument("--mirrors", action="store_true",
+                   help="left-right mirror images as extra training classes (with --rotations: "
+                        "all eight symmetries of the square)")
     p.add_argument("--augment", type=float, default=0.0, metavar="STRENGTH",
                    help="distort the training images at every read (random affine, elastic, "
                         "stroke width; fewshot_course.data.augment) with this strength; 0: off")
@@ -278,15 +286,19 @@ def main() -> None:
 
     if args.combined:
         size = RECIPES["protonet"]["image_size"]
-        small1 = Omniglot(args.root, "background_small1", rotations=True, image_size=size)
-        small2 = Omniglot(args.root, "background_small2", rotations=True, image_size=size)
+        small1 = Omniglot(args.root, "background_small1", rotations=True, mirrors=args.mirrors,
+                          image_size=size)
+        small2 = Omniglot(args.root, "background_small2", rotations=True, mirrors=args.mirrors,
+                          image_size=size)
         union = UnionDataset(small1, small2)
         args.rotations = True
-        augment = f"-aug{args.augment:g}" if args.augment else ""
+        augment = ("-mirror" if args.mirrors else "") + (
+            f"-aug{args.augment:g}" if args.augment else "")
         checkpoint = folder / f"protonet-small1+small2-rot{augment}-{run_tag('protonet', args)}.pt"
         history = train_method("protonet", union, args, checkpoint)
         distorted = f", distorted at strength {args.augment:g}," if args.augment else ""
-        line = (f"ProtoNet on small1 + small2 with rotations{distorted} "
+        mirrored = " and mirror images" if args.mirrors else ""
+        line = (f"ProtoNet on small1 + small2 with rotations{mirrored}{distorted} "
                 f"({len(union.class_names)} classes, "
                 f"{len(union)} images): {history.steps[-1] if history.steps else 0} steps, "
                 f"{history.cpu_seconds / 60:.1f} CPU-minutes; checkpoint kept at "
@@ -302,14 +314,14 @@ def main() -> None:
     splits: dict[int, tuple[Omniglot, Omniglot]] = {}  # (train, test) per image size, read once
     rows = []
     for name in args.methods:
-        suffix = (("-rot" if args.rotations else "")
+        suffix = (("-rot" if args.rotations else "") + ("-mirror" if args.mirrors else "")
                   + ("-within" if args.train_within_alphabet else "")
                   + (f"-aug{args.augment:g}" if args.augment else ""))
         checkpoint = folder / f"{name}-small1{suffix}-{run_tag(name, args)}.pt"
         size = RECIPES[name]["image_size"]
         if size not in splits:
             splits[size] = (Omniglot(args.root, "background_small1", rotations=args.rotations,
-                                     image_size=size),
+                                     mirrors=args.mirrors, image_size=size),
                             Omniglot(args.root, "background_small2", image_size=size))
         train_set, test_set = splits[size]
         try:
@@ -345,6 +357,7 @@ def main() -> None:
     body = "\n".join(lines) + (
         f"\n\nTargets: {'; '.join(verdicts)}."
         f"\n\nMeta-training on background_small1{' with rotations' if args.rotations else ''}"
+        f"{' and mirror images' if args.mirrors else ''}"
         f"{', episodes within one alphabet' if args.train_within_alphabet else ''}"
         f"{f', distorted at strength {args.augment:g}' if args.augment else ''}; "
         f"test: {args.episodes} episodes of {args.ways}-way {args.shots}-shot, {args.queries} "

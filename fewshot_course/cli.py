@@ -80,6 +80,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="download Omniglot if it is missing")
     p.add_argument("--rotations", action="store_true",
                    help="Omniglot meta-training with 90/180/270-degree rotations as new classes")
+    p.add_argument("--mirrors", action="store_true",
+                   help="Omniglot meta-training with left-right mirror images as new classes")
 
 
 def default_checkpoint(args: argparse.Namespace) -> Path:
@@ -99,7 +101,8 @@ def datasets(args: argparse.Namespace, *, need_train: bool = True):
     else:
         root = args.omniglot_root
         background = (Omniglot(root, "background", download=args.download,
-                               rotations=args.rotations) if need_train else None)
+                               rotations=args.rotations, mirrors=args.mirrors)
+                      if need_train else None)
         test = Omniglot(root, "evaluation", download=args.download)
     if background is None:
         return None, None, test

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fewshot_course._device import device as default_device
+from fewshot_course._malloc import tune_allocator
 from fewshot_course.evaluation import evaluate
 from fewshot_course.progress import progress
 from fewshot_course.seeding import seed_everything
@@ -63,7 +64,9 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
         checkpoint: file to save to every ``checkpoint_every`` steps and at the end; with
             ``resume=True`` an existing file is loaded and training continues from its step.
         seed: seeds Python, NumPy and torch at the start of a fresh run (stored in the checkpoint).
-        device: ``fewshot_course.device()`` by default.
+        device: ``fewshot_course.device()`` by default. On the CPU, glibc's allocator is tuned
+            for the process first (``fewshot_course._malloc.tune_allocator``): freed tensor
+            memory stays with the process for reuse instead of going back to the kernel.
         run: optional description of the run (dataset, episode shape, command line), stored in
             the checkpoint's ``config["run"]``.
         max_cpu_minutes: stop after the step at which the training loop's CPU time (this
@@ -83,6 +86,8 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
     settings = {"lr": lr, "meta_batch": meta_batch, "seed": seed}
     if lr_schedule != "constant":  # constant runs keep the settings older checkpoints hold
         settings.update(lr_schedule=lr_schedule, steps=steps, max_cpu_minutes=max_cpu_minutes)
+    if device.type == "cpu":
+        tune_allocator()  # about 1.2x more Conv4 steps per CPU-second (fewshot_course/_malloc.py)
     method.to(device)
     optimiser = torch.optim.Adam(method.parameters(), lr=lr)
     history, start = History(), 0

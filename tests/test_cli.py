@@ -64,7 +64,7 @@ def test_help_lists_the_options_of_the_issue(capsys):
         text = capsys.readouterr().out
         for option in ("--method", "--dataset", "--ways", "--shots", "--queries", "--steps",
                        "--device", "--seed", "--checkpoint", "--episodes", "--hidden",
-                       "--omniglot-root"):
+                       "--omniglot-root", "--rotations", "--mirrors"):
             assert option in text, (command, option)
         assert "%%" not in text
     with pytest.raises(SystemExit):

@@ -91,6 +91,31 @@ def test_rotations_add_three_classes_per_character_with_a_fixed_angle(fake_root)
     assert label == 18 + plain.labels[7] and torch.equal(image, torch.rot90(base[7], 2, (1, 2)))
 
 
+def test_mirrors_add_a_flipped_copy_of_every_class_after_the_rotations(fake_root):
+    plain = Omniglot(fake_root, "background_small2")
+    both = Omniglot(fake_root, "background_small2", rotations=True, mirrors=True)
+    mirrored = Omniglot(fake_root, "background_small2", mirrors=True)
+    assert both.num_classes == 8 * 9 and len(both) == 8 * len(plain)
+    assert mirrored.num_classes == 2 * 9 and mirrored.class_angles == [0] * 18
+    assert both.class_mirrored == [False] * 36 + [True] * 36
+    assert both.class_angles == ([0] * 9 + [90] * 9 + [180] * 9 + [270] * 9) * 2
+    assert both.class_groups == list(range(9)) * 8
+    assert both.class_names[36 + 9 + 2] == "Alpha/character03 mirrored rot90"
+    assert mirrored.class_names[9 + 2] == "Alpha/character03 mirrored"
+    everything = both.images_at(torch.arange(len(both)))
+    base = plain.images_at(torch.arange(len(plain)))
+    for class_id in range(both.num_classes):
+        members = torch.nonzero(both.labels == class_id).flatten()
+        originals = members % len(plain)
+        assert torch.all(plain.labels[originals] == class_id % 9)
+        expected = base[originals].flip(-1) if both.class_mirrored[class_id] else base[originals]
+        turns = both.class_angles[class_id] // 90
+        assert torch.equal(everything[members], torch.rot90(expected, turns, dims=(2, 3)))
+    # without rotations the mirrored images directly follow the originals
+    assert torch.equal(mirrored.images_at([len(plain) + 3])[0], base[3].flip(-1))
+    assert not torch.equal(base[3].flip(-1), base[3])
+
+
 def test_cache_is_reused_and_the_data_folder_left_alone(fake_root, cache, monkeypatch):
     before = sorted(p.name for p in fake_root.iterdir())
     first = Omniglot(fake_root, "background_small2")

@@ -56,6 +56,15 @@ def test_a_seeded_run_reproduces_its_accuracy_exactly():
     assert loss_a[0] != loss_a[-1]  # it did train
 
 
+def test_training_on_the_cpu_tunes_the_allocator_first(monkeypatch):
+    import fewshot_course.training as training
+
+    calls = []
+    monkeypatch.setattr(training, "tune_allocator", lambda: calls.append("tuned") or True)
+    protonet_run(shapes_dataset(), 1)
+    assert calls == ["tuned"]
+
+
 def test_resuming_a_checkpoint_continues_exactly_like_an_uninterrupted_run(tmp_path):
     dataset = shapes_dataset()
     straight, straight_history = protonet_run(dataset, 6, checkpoint=tmp_path / "a.pt",

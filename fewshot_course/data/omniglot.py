@@ -122,12 +122,16 @@ class Omniglot(ImageDataset):
             three new classes, the standard augmentation protocol. Class ``c + r * C`` is class
             ``c`` rotated by ``90 * r`` degrees (C = the number of characters), so classes
             0..C-1 are the unrotated characters either way; image ``i + r * N`` likewise.
+        mirrors: also add every class mirrored left to right as a new class (with rotations,
+            the eight symmetries of the square; a mirrored character is as new to the network as
+            a rotated one). Mirrored classes follow the others: with V = 4 rotations (or 1),
+            class ``c + (r + V) * C`` is character ``c`` mirrored, then rotated by ``90 * r``.
 
     Items are (image [1, image_size, image_size] float32 in [0, 1], strokes high; class id).
     Attributes: ``labels``, ``class_names`` ("Greek/character01", rotated ones "... rot90"),
     ``class_alphabets`` and ``alphabets``, ``class_angles`` (degrees per class) and
-    ``class_groups`` (the unrotated character of each class; ``split_classes`` keeps a group
-    together).
+    ``class_mirrored`` (per class), ``class_groups`` (the untransformed character of each class;
+    ``split_classes`` keeps a group together).
 
     Raises:
         FileNotFoundError: the zip is missing and download=False (names the URL, md5 and path).
@@ -136,7 +140,7 @@ class Omniglot(ImageDataset):
     """
 
     def __init__(self, root: str | Path, split: str, *, download: bool = False,
-                 image_size: int = 28, rotations: bool = False) -> None:
+                 image_size: int = 28, rotations: bool = False, mirrors: bool = False) -> None:
         if split not in OMNIGLOT_FILES:
             raise ValueError(f"split = {split!r}; use one of {list(OMNIGLOT_FILES)}")
         root = Path(root).expanduser()
@@ -148,17 +152,21 @@ class Omniglot(ImageDataset):
         else:
             source = ensure_file(root / filename, url, md5, download=download)
             data = self._cached(source, url, md5, image_size)
-        self.root, self.split, self.image_size, self.rotations = root, split, image_size, rotations
+        self.root, self.split, self.image_size = root, split, image_size
+        self.rotations, self.mirrors = rotations, mirrors
         names = [f"{a}/{c}" for a, c in zip(data["alphabets"], data["characters"], strict=True)]
         super().__init__(data["images"], data["labels"], names, data["alphabets"])
         self._base_count, n_classes = len(self.labels), len(names)
-        self.class_angles = [0] * n_classes
-        if rotations:
-            self.labels = torch.cat([self.labels + r * n_classes for r in range(4)])
-            self.class_names = names + [f"{n} rot{90 * r}" for r in (1, 2, 3) for n in names]
-            self.class_alphabets = self.class_alphabets * 4
-            self.class_angles = [90 * r for r in range(4) for _ in names]
-            self.class_groups = list(range(n_classes)) * 4
+        self._turns = 4 if rotations else 1
+        # Variant v = r + turns * m: mirrored (m = 1) or not, then rotated r quarter turns.
+        variants = [(90 * r, m) for m in range(2 if mirrors else 1) for r in range(self._turns)]
+        self.labels = torch.cat([self.labels + v * n_classes for v in range(len(variants))])
+        self.class_names = [n + (" mirrored" if m else "") + (f" rot{angle}" if angle else "")
+                            for angle, m in variants for n in names]
+        self.class_alphabets = self.class_alphabets * len(variants)
+        self.class_angles = [angle for angle, _ in variants for _ in names]
+        self.class_mirrored = [bool(m) for _, m in variants for _ in names]
+        self.class_groups = list(range(n_classes)) * len(variants)
 
     @staticmethod
     def _cached(source: Path, url: str, md5: str, image_size: int) -> dict:
@@ -178,12 +186,17 @@ class Omniglot(ImageDataset):
         return data
 
     def images_at(self, indices) -> torch.Tensor:
-        """Images [n, 1, S, S] float32 at ``indices`` (rotated ones turned counter-clockwise)."""
-        if not self.rotations:
+        """Images [n, 1, S, S] float32 at ``indices`` (mirrored ones flipped left to right, then
+        rotated ones turned counter-clockwise)."""
+        if not (self.rotations or self.mirrors):
             return super().images_at(indices)
         indices = as_index(indices)
-        images = np.take(self._array, indices % self._base_count, axis=0)  # uint8, then rotate
-        turns = indices // self._base_count
+        images = np.take(self._array, indices % self._base_count, axis=0)  # uint8, then transform
+        variants = indices // self._base_count
+        mirrored = np.flatnonzero(variants >= self._turns)
+        if len(mirrored):
+            images[mirrored] = images[mirrored, ..., ::-1]
+        turns = variants % self._turns
         for r in (1, 2, 3):
             chosen = np.flatnonzero(turns == r)
             if len(chosen):
