@@ -67,9 +67,11 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # "omniglot ablation: 5 CPU-minutes" of benchmarks/RESULTS.md with the main table), so what
 # counts is progress per CPU-second. ProtoNet trains on 20-way episodes with 2 queries per class,
 # a third of the images per step of Snell et al.'s higher-way 30-way, 5-query episodes, which
-# pay at full budget but not at this one (section "omniglot ablation: 30-way 5-query episodes").
-# A narrower Conv4 (32 channels) takes about 2.5x the steps in the same time but stops improving
-# (section "omniglot ablation: 32 channels"), so every method keeps 64.
+# pay at full budget but not at this one: they took a third of the steps and scored about a point
+# and a half worse (section "omniglot ablation: 30-way 5-query episodes").
+# A narrower Conv4 (32 channels) takes about twice the steps in the same time but scores 2 to 3
+# points worse, ProtoNet and MAML alike (section "omniglot ablation: 32 channels"), so every
+# method keeps 64.
 # ProtoNet can train with any N; MAML must train with the test's N, since its head has N outputs.
 #
 # The main table trains with --rotations --mirrors: with 136 background characters the features
