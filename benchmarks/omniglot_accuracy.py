@@ -300,9 +300,9 @@ def main() -> None:
                           image_size=size)
         union = UnionDataset(small1, small2)
         args.rotations = True
-        augment = ("-mirror" if args.mirrors else "") + (
+        suffix = ("-mirror" if args.mirrors else "") + (
             f"-aug{args.augment:g}" if args.augment else "")
-        checkpoint = folder / f"protonet-small1+small2-rot{augment}-{run_tag('protonet', args)}.pt"
+        checkpoint = folder / f"protonet-small1+small2-rot{suffix}-{run_tag('protonet', args)}.pt"
         history = train_method("protonet", union, args, checkpoint)
         distorted = f", distorted at strength {args.augment:g}," if args.augment else ""
         mirrored = " and mirror images" if args.mirrors else ""

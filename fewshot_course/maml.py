@@ -24,8 +24,8 @@ A meta-batch is processed by one of two strategies:
   loop). Best for a convolutional network on the CPU, where vmap's batched convolutions are slower
   and keep every task's graph alive at once. A hybrid, the support-set inner loop vmapped over
   the tasks (many small passes, where per-operation overhead dominates) and the query passes
-  looped, was also measured on the CPU: the inner loop and its backward took 150 ms per task
-  vmapped against 136 ms looped (Conv4, 32 tasks, 5 second-order steps), so the loop stays whole.
+  looped, was also timed on the CPU and was slower than the loop (Conv4, 5 second-order steps),
+  so the loop stays whole.
 
 BatchNorm layers see one task's support set or query set per call in both strategies, so their
 batch statistics are per task and per call, exactly as in learn2learn's loop (checked to float64

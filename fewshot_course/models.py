@@ -56,7 +56,7 @@ def graph_for_second_derivatives() -> Iterator[None]:
     be differentiated twice, such as second-order MAML's inner steps.
 
     Channels-last convolutions speed up forward and backward passes, but their double backward
-    was measured about 1.2x slower than the standard layout's (Conv4, 5 to 75 images). Outputs
+    was timed slower than the standard layout's (Conv4, 5 to 75 images). Outputs
     and gradients are the same either way; only the speed differs.
     """
     token = _CHANNELS_LAST.set(False)
