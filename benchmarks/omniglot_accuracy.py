@@ -75,7 +75,7 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # ProtoNet can train with any N; MAML must train with the test's N, since its head has N outputs.
 #
 # The main table trains with --rotations --mirrors: with 136 background characters the features
-# overfit them (ProtoNet ends near 90% accuracy on distorted training episodes and below 80% at
+# overfit them (ProtoNet ends clearly more accurate on its distorted training episodes than at
 # test), and eight symmetries of the square make 1088 classes. ProtoNet scored about 3 points
 # better with mirror images than without in the same 15 CPU-minutes (section "omniglot ablation:
 # no mirror images").
