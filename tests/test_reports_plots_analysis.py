@@ -138,6 +138,7 @@ def test_evaluate_per_class_rows_average_to_evaluate(digits):
 
 
 def test_adaptation_explorer_draws_and_redraws(digits):
+    pytest.importorskip("ipywidgets", reason="the widgets need the course extras (make setup)")
     from fewshot_course.widgets.applications import adaptation_explorer
 
     methods = {"1-NN": NearestNeighbour(), "centroid": ProtoNet(nn.Flatten())}
@@ -156,6 +157,7 @@ def test_adaptation_explorer_draws_and_redraws(digits):
 
 
 def test_imbalance_explorer_reports_rare_and_common_accuracy(digits):
+    pytest.importorskip("ipywidgets", reason="the widgets need the course extras (make setup)")
     from fewshot_course.widgets.applications import imbalance_explorer
 
     box = imbalance_explorer({"1-NN": NearestNeighbour()}, digits, episodes=3)
