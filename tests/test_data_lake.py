@@ -12,7 +12,7 @@ from fewshot_course.data import lake_one_shot_runs
 
 
 @pytest.fixture(scope="module")
-def benchmark():
+def lake_runs():
     return lake_files(prefix="all_runs/")
 
 
@@ -39,8 +39,8 @@ def check_runs(episodes, truths, size: int = 28) -> None:
                                        atol=1 / 255, rtol=0)
 
 
-def test_zip_with_all_runs_folder(benchmark, tmp_path):
-    files, truths = benchmark
+def test_zip_with_all_runs_folder(lake_runs, tmp_path):
+    files, truths = lake_runs
     episodes = lake_one_shot_runs(write_zip(tmp_path / "all_runs.zip", files))
     check_runs(episodes, truths)
     assert set(episodes[0].classes).isdisjoint(episodes[1].classes)
@@ -52,25 +52,25 @@ def test_zip_without_top_folder_and_other_size(tmp_path):
                truths, size=20)
 
 
-def test_extracted_folder_and_its_parent(benchmark, tmp_path):
-    files, truths = benchmark
+def test_extracted_folder_and_its_parent(lake_runs, tmp_path):
+    files, truths = lake_runs
     write_tree(tmp_path, files)
     check_runs(lake_one_shot_runs(tmp_path / "all_runs"), truths)
     check_runs(lake_one_shot_runs(tmp_path), truths)
 
 
-def test_strokes_are_high(benchmark, tmp_path):
-    files, _ = benchmark
+def test_strokes_are_high(lake_runs, tmp_path):
+    files, _ = lake_runs
     episode = lake_one_shot_runs(write_zip(tmp_path / "all_runs.zip", files))[0]
     assert episode.support_x.max() == 1.0 and episode.support_x.mean() < 0.2
 
 
-def test_missing_path_and_broken_files(benchmark, tmp_path):
+def test_missing_path_and_broken_files(lake_runs, tmp_path):
     with pytest.raises(FileNotFoundError, match="all_runs.zip"):
         lake_one_shot_runs(tmp_path / "nothing.zip")
     with pytest.raises(ValueError, match="no runNN/class_labels.txt"):
         lake_one_shot_runs(write_zip(tmp_path / "empty.zip", {"readme.txt": b"hi"}))
-    files, _ = benchmark
+    files, _ = lake_runs
     broken = dict(files)
     broken["all_runs/run03/class_labels.txt"] = b"run03/test/item01.png\n"
     with pytest.raises(ValueError, match="run03/class_labels.txt"):
