@@ -65,7 +65,10 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 #
 # Within 15 CPU-minutes every method is still improving when time runs out (compare the section
 # "omniglot ablation: 5 CPU-minutes" of benchmarks/RESULTS.md with the main table), so what
-# counts is progress per CPU-second. ProtoNet trains on higher-way episodes than the test's, as
+# counts is progress per CPU-second. But the returns are falling: the same recipes trained for
+# twice ProtoNet's steps and 2.8 times MAML's on a GPU gained under a point and 3 points (sections
+# "omniglot ablation: ProtoNet, 16000 steps on a GPU" and "... MAML, 4000 steps ...").
+# ProtoNet trains on higher-way episodes than the test's, as
 # Snell et al. advise, but with one query per class: 40-way 1-query episodes (80 images a step)
 # scored about a point better than 20-way 2-query ones (60 images), and 60-way 1-query ones no
 # better again (sections "omniglot ablation: 40-way 1-query episodes" and "... 60-way ...").
