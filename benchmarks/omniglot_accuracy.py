@@ -22,6 +22,13 @@ scale and shift, a smooth elastic warp and a thicker or thinner stroke (``fewsho
 setting of ``RECIPES`` (e.g. ``protonet.train_ways=60`` or ``protonet.image_size=56``); the report
 lists the recipes used.
 
+``--test-copies N`` and ``--test-views V`` add rows for the same trained weights scored with
+test-time augmentation: N distorted copies of every support and query image
+(``AugmentedEpisodes``), and the whole episode turned and mirrored into V views whose query
+log-probabilities are averaged (``SymmetricViews``; the training classes include every turned and
+mirrored character, so the network knows all eight orientations). Their evaluation CPU time is
+reported apart from the training budget.
+
 ``--combined`` instead meta-trains one ProtoNet on small1 + small2 together (Greek and Latin, which
 both hold, counted once) with rotations and keeps that checkpoint: it has seen the test alphabets
 above, so it is not scored here; it is the model to judge on Lake's original runs
@@ -54,7 +61,7 @@ from fewshot_course.data import ClassSubset, EpisodeSampler, Omniglot, cache_dir
 from fewshot_course.data.augment import Distorted  # noqa: E402
 from fewshot_course.episodes import EpisodeBatch  # noqa: E402
 from fewshot_course.evaluation import Result, evaluate  # noqa: E402
-from fewshot_course.methods import AugmentedEpisodes, build_method  # noqa: E402
+from fewshot_course.methods import AugmentedEpisodes, SymmetricViews, build_method  # noqa: E402
 from fewshot_course.seeding import seed_everything  # noqa: E402
 from fewshot_course.training import load_checkpoint, read_checkpoint, train  # noqa: E402
 
@@ -255,6 +262,22 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
     return per_alphabet, Result.from_accuracies(everything), time.process_time() - start
 
 
+def augmentation_sentence(args) -> str:
+    """What the rows '+ N copies' and '+ V views' mean, for the report ('' when neither ran)."""
+    parts = []
+    if args.test_copies:
+        parts.append(f"'+ {args.test_copies} copies': each support and query image joined by "
+                     f"{args.test_copies} copies distorted at strength {args.test_strength:g}, "
+                     "query log-probabilities averaged")
+    if args.test_views > 1:
+        which = "rotations and mirror images" if args.test_views == 8 else "rotations"
+        parts.append(f"'+ {args.test_views} views': the whole test episode scored in its "
+                     f"{args.test_views} {which} by quarter turns, query log-probabilities "
+                     "averaged")
+    return ("Test-time augmentation of the same weights: " + "; ".join(parts) + ". ") if parts \
+        else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["protonet", "maml", "fomaml"],
@@ -281,6 +304,13 @@ def main() -> None:
                         "(fewshot_course.methods.AugmentedEpisodes); 0: off")
     p.add_argument("--test-copies-for", nargs="+", default=["protonet"], choices=sorted(RECIPES))
     p.add_argument("--test-strength", type=float, default=0.5, help="their distortion strength")
+    p.add_argument("--test-views", type=int, default=1, choices=(1, 4, 8),
+                   help="also score each method of --test-views-for on this many turned and "
+                        "mirrored views of every test episode, averaged "
+                        "(fewshot_course.methods.SymmetricViews; with --test-copies also both "
+                        "together); 1: off")
+    p.add_argument("--test-views-for", nargs="+", default=["protonet", "maml"],
+                   choices=sorted(RECIPES))
     p.add_argument("--train-within-alphabet", action="store_true",
                    help="draw each training episode's classes from one alphabet, as at test")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -349,9 +379,17 @@ def main() -> None:
         method = load_checkpoint(checkpoint, device=args.device)
         steps = read_checkpoint(checkpoint)["step"]
         variants = {name: method}
-        if args.test_copies and name in args.test_copies_for:
-            variants[f"{name} + {args.test_copies} copies"] = AugmentedEpisodes(
-                method, copies=args.test_copies, strength=args.test_strength, seed=args.seed)
+        copies = args.test_copies if name in args.test_copies_for else 0
+        views = args.test_views if name in args.test_views_for else 1
+        if copies:
+            variants[f"{name} + {copies} copies"] = AugmentedEpisodes(
+                method, copies=copies, strength=args.test_strength, seed=args.seed)
+        if views > 1:
+            variants[f"{name} + {views} views"] = SymmetricViews(method, views=views)
+        if copies and views > 1:
+            variants[f"{name} + {views} views and {copies} copies"] = SymmetricViews(
+                AugmentedEpisodes(method, copies=copies, strength=args.test_strength,
+                                  seed=args.seed), views=views)
         for label, scored in variants.items():
             per_alphabet, overall, eval_cpu = evaluate_alphabets(scored, test_set, args)
             rows.append((label, name, steps, history.cpu_seconds / 60, per_alphabet, overall,
@@ -382,6 +420,7 @@ def main() -> None:
         f"Budget: {args.cpu_minutes} CPU-minutes or {args.steps} steps per method; Conv4 with "
         f"the recipe's hidden width; {torch.get_num_threads()} torch threads. "
         f"Recipes: {recipes}. "
+        f"{augmentation_sentence(args)}"
         f"{args.note}")
     print(body)
     if not args.no_write:

@@ -7,6 +7,7 @@
 * ``NearestNeighbour``: 1-NN on raw pixels or embeddings.
 * ``MAMLClassifier``: MAML, first-order MAML or Meta-SGD (``fewshot_course.maml``).
 * ``AugmentedEpisodes``: any of them fitted on distorted copies of the support set too.
+* ``SymmetricViews``: any of them scored on the episode turned and mirrored, views averaged.
 
 ``build_method`` constructs any of them by name with a Conv4 backbone (the CLI and
 ``fewshot_course.training.load_checkpoint`` use it).
@@ -21,6 +22,7 @@ from fewshot_course.methods.baselines import FineTune, NearestNeighbour
 from fewshot_course.methods.generative import DistributionCalibration
 from fewshot_course.methods.maml_adapter import MAMLClassifier
 from fewshot_course.methods.protonet import ProtoNet
+from fewshot_course.methods.symmetric import SymmetricViews
 from fewshot_course.models import Conv4
 
 METHODS = ("maml", "fomaml", "metasgd", "protonet", "finetune", "nn")
@@ -60,5 +62,5 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
 
 
 __all__ = ["FewShotClassifier", "ProtoNet", "DistributionCalibration", "FineTune",
-           "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "METHODS", "build_method",
-           "fit_linear_head"]
+           "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "SymmetricViews", "METHODS",
+           "build_method", "fit_linear_head"]

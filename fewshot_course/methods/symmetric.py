@@ -1,0 +1,74 @@
+"""Symmetric views: any method, scored on the whole episode turned and mirrored, averaged.
+
+A character stays the same task when every image of the episode, support and query alike, is
+rotated by the same quarter turn or mirrored: the eight symmetries of the square (the dihedral
+group D4) give eight views of one episode. A network meta-trained with rotated and mirrored
+characters as extra classes (Omniglot's ``rotations=True, mirrors=True``) has learned features for
+all eight orientations, and its errors differ from view to view, so averaging the views' query
+log-probabilities (test-time augmentation, 测试时增强) removes part of them.
+
+Unlike ``AugmentedEpisodes``, nothing here is random: with all eight views the average is over a
+group, so the prediction is exactly the same for an episode and for any turned or mirrored copy
+of it (checked in tests/test_methods_symmetric.py). It costs ``views`` times the method's fit and
+predict.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fewshot_course.methods.base import FewShotClassifier, check_support
+
+#: The eight symmetries of the square as (mirror left-right first, then quarter turns
+#: counter-clockwise); the first four are the rotations alone.
+SYMMETRIES: tuple[tuple[bool, int], ...] = tuple(
+    (mirrored, turns) for mirrored in (False, True) for turns in range(4))
+
+
+def symmetric_view(images: torch.Tensor, mirrored: bool, turns: int) -> torch.Tensor:
+    """``images`` [B, C, H, H] mirrored left to right (if ``mirrored``), then rotated by
+    ``turns`` quarter turns counter-clockwise -> [B, C, H, H]."""
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"symmetric views need square images, got {tuple(images.shape[-2:])}")
+    if mirrored:
+        images = images.flip(-1)
+    return torch.rot90(images, turns, dims=(-2, -1))
+
+
+class SymmetricViews(FewShotClassifier):
+    """``method`` fitted and scored on ``views`` symmetric views of each episode, averaged.
+
+    Args:
+        method: a fitted-per-task ``FewShotClassifier`` (ProtoNet, MAMLClassifier, or an
+            ``AugmentedEpisodes`` around one).
+        views: how many of ``SYMMETRIES`` to use, in order: 1 (the method alone), 4 (the
+            rotations) or 8 (rotations and mirror images, the whole group).
+
+    ``fit`` keeps the support set; ``predict`` fits the method on each view of the support set,
+    scores the same view of the queries and returns the mean log-probabilities [Q, N].
+    """
+
+    def __init__(self, method: FewShotClassifier, *, views: int = 8) -> None:
+        super().__init__()
+        if views not in (1, 4, 8):
+            raise ValueError(f"views = {views}; use 1 (no symmetry), 4 (rotations) or 8 "
+                             "(rotations and mirror images)")
+        self.method, self.views = method, views
+        self._support: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> SymmetricViews:
+        check_support(support_y)
+        self._support = (support_x, support_y)
+        return self
+
+    def predict(self, query_x: torch.Tensor) -> torch.Tensor:
+        if self._support is None:
+            raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
+        support_x, support_y = self._support
+        total = None
+        for mirrored, turns in SYMMETRIES[:self.views]:
+            self.method.fit(symmetric_view(support_x, mirrored, turns), support_y)
+            scores = self.method.predict(symmetric_view(query_x, mirrored, turns))
+            total = scores.log_softmax(dim=-1) if total is None else (
+                total + scores.log_softmax(dim=-1))
+        return total / self.views
