@@ -274,8 +274,9 @@ def augmentation_sentence(args) -> str:
         parts.append(f"'+ {args.test_views} views': the whole test episode scored in its "
                      f"{args.test_views} {which} by quarter turns, query log-probabilities "
                      "averaged")
-    return ("Test-time augmentation of the same weights: " + "; ".join(parts) + ". ") if parts \
-        else ""
+    if not parts:
+        return ""
+    return "Test-time augmentation of the same weights: " + "; ".join(parts) + ". "
 
 
 def main() -> None:

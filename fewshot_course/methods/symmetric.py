@@ -65,10 +65,9 @@ class SymmetricViews(FewShotClassifier):
         if self._support is None:
             raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
         support_x, support_y = self._support
-        total = None
+        total: torch.Tensor | float = 0.0
         for mirrored, turns in SYMMETRIES[:self.views]:
             self.method.fit(symmetric_view(support_x, mirrored, turns), support_y)
             scores = self.method.predict(symmetric_view(query_x, mirrored, turns))
-            total = scores.log_softmax(dim=-1) if total is None else (
-                total + scores.log_softmax(dim=-1))
+            total = total + scores.log_softmax(dim=-1)
         return total / self.views
