@@ -116,14 +116,16 @@ RECIPES = {
     "protonet": dict(hidden=64, train_ways=40, train_queries=1, meta_batch=1, lr=1e-3,
                      lr_schedule="cosine", image_size=28),
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
-                 inner_steps=1, test_steps=6, lr_schedule="constant", image_size=28),
+                 inner_steps=1, test_steps=6, lr_schedule="constant", image_size=28,
+                 zero_head=False, test_inner_lr=None),
     "fomaml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3,
                    inner_lr=0.1, inner_steps=5, test_steps=10, lr_schedule="cosine",
-                   image_size=28),
+                   image_size=28, zero_head=False, test_inner_lr=None),
 }
 
 
-LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28}
+LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28, "zero_head": False,
+                   "test_inner_lr": None}
 
 # The course's targets: test error after at most 15 CPU-minutes of meta-training.
 TARGETS = {"protonet": 0.10, "maml": 0.15, "fomaml": 0.15}
@@ -232,7 +234,9 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
                           image_size=recipe["image_size"],
                           inner_lr=recipe.get("inner_lr", 0.4),
                           inner_steps=recipe.get("inner_steps", 1),
-                          test_steps=recipe.get("test_steps"))
+                          test_steps=recipe.get("test_steps"),
+                          zero_head=recipe.get("zero_head", False),
+                          test_inner_lr=recipe.get("test_inner_lr"))
     if args.augment:
         dataset = Distorted(dataset, strength=args.augment, seed=args.seed)
     make_sampler = WithinAlphabetSampler if args.train_within_alphabet else EpisodeSampler

@@ -32,6 +32,12 @@ BatchNorm layers see one task's support set or query set per call in both strate
 batch statistics are per task and per call, exactly as in learn2learn's loop (checked to float64
 precision in tests/test_maml.py).
 
+A head that starts every task at zero (``zero_init``, the "zeroing trick" of Kao, Chiu & Chen, ICLR
+2022): the labels of a few-shot task are an arbitrary permutation of its classes, so a meta-learned
+initial head, whose row n scores "whatever class got label n", can only add noise. Fixed at zero,
+one inner step makes row n of the head proportional to the support features of class n minus their
+mean, a prototype, and the meta-gradient goes to the features alone.
+
 Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
 hint that keeps Conv4's convolutions in the standard memory layout on the CPU: their graph is
 differentiated twice, and channels-last double backward was measured slower. Other models ignore
@@ -81,6 +87,8 @@ class MAML(nn.Module):
             once, while the loop runs at 0.95-1.16x learn2learn's speed in 0.9-1.4x its memory.
         loss: ``"cross_entropy"`` (classification; logits [Q, N], labels [Q]) or ``"mse"``
             (regression; targets reshaped to the outputs' shape).
+        zero_init: names of model parameters (e.g. ``("head.weight", "head.bias")``) that start
+            every task at zero instead of at a meta-learned value; they get no meta-gradient.
 
     Shapes: an ``EpisodeBatch`` holds support_x [B, S, ...], support_y [B, S], query_x [B, Q, ...],
     query_y [B, Q] (regression targets may carry trailing dimensions, e.g. [B, Q, 1]).
@@ -88,7 +96,8 @@ class MAML(nn.Module):
 
     def __init__(self, model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: bool = False,
-                 strategy: str = "auto", loss: str = "cross_entropy"):
+                 strategy: str = "auto", loss: str = "cross_entropy",
+                 zero_init: tuple[str, ...] = ()):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r} is not one of {STRATEGIES}")
@@ -96,7 +105,13 @@ class MAML(nn.Module):
             raise ValueError(f"loss={loss!r} is not one of {LOSSES}")
         if int(inner_steps) != inner_steps or inner_steps < 0:
             raise ValueError(f"inner_steps={inner_steps} must be a whole number >= 0")
+        names = dict(model.named_parameters())
+        unknown = sorted(set(zero_init) - set(names))
+        if unknown:
+            raise ValueError(f"zero_init names {unknown} are not parameters of the model; "
+                             f"it has {sorted(names)}")
         self.model = model
+        self.zero_init = tuple(zero_init)
         self.inner_lr = float(inner_lr)
         self.inner_steps = int(inner_steps)
         self.first_order = first_order
@@ -112,27 +127,31 @@ class MAML(nn.Module):
     def extra_repr(self) -> str:
         return (f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, "
                 f"first_order={self.first_order}, learn_inner_lr={self.learn_inner_lr}, "
-                f"strategy={self.strategy!r}, loss={self.loss!r}")
+                f"strategy={self.strategy!r}, loss={self.loss!r}"
+                + (f", zero_init={self.zero_init}" if self.zero_init else ""))
 
     # --- one task -----------------------------------------------------------------------------
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, *,
-              steps: int | None = None) -> Params:
+              steps: int | None = None, inner_lr: float | None = None) -> Params:
         """The adapted weights theta' of one task, as ``{name: tensor}``.
 
         support_x: [S, ...] inputs, support_y: [S] labels (or [S, ...] regression targets);
-        ``steps`` overrides ``inner_steps``. Gradients are always on for the inner loop. Where
+        ``steps`` overrides ``inner_steps`` and ``inner_lr`` the step size alpha (not for
+        Meta-SGD, whose step sizes are learned). Gradients are always on for the inner loop. Where
         autograd is recording and the meta-parameters require gradients, theta' stays
         differentiable with respect to them (this is what meta-training backpropagates through);
         otherwise (evaluation under ``torch.no_grad()``) theta' is returned detached.
         """
         steps = self.inner_steps if steps is None else steps
+        if inner_lr is not None and self.inner_lrs is not None:
+            raise ValueError("Meta-SGD learns its step sizes; inner_lr cannot override them")
         differentiable = self._differentiable()
         params = self._initial_params(differentiable)
         with torch.enable_grad():
             for _ in range(steps):
                 params = self._inner_step(self._loss_and_output, params, support_x, support_y,
-                                          differentiable)
+                                          differentiable, inner_lr)
         return params if differentiable else _detached(params)
 
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
@@ -208,7 +227,8 @@ class MAML(nn.Module):
     # --- the inner loop -------------------------------------------------------------------------
 
     def _inner_step(self, loss_and_output: LossFunction, params: Params, x: torch.Tensor,
-                    y: torch.Tensor, differentiable: bool) -> Params:
+                    y: torch.Tensor, differentiable: bool,
+                    inner_lr: float | None = None) -> Params:
         """One inner gradient step, theta' <- theta' - alpha * grad L_support(theta').
 
         Serves one task (``loss_and_output`` returns a scalar loss) and a vmapped batch of tasks
@@ -227,7 +247,8 @@ class MAML(nn.Module):
         gradients = [torch.zeros_like(p) if g is None else g
                      for p, g in zip(inputs.values(), gradients, strict=True)]
         if self.inner_lrs is None:
-            return {name: p - self.inner_lr * g
+            alpha = self.inner_lr if inner_lr is None else inner_lr
+            return {name: p - alpha * g
                     for (name, p), g in zip(params.items(), gradients, strict=True)}
         return {name: p - self.inner_lrs[_key(name)] * g
                 for (name, p), g in zip(params.items(), gradients, strict=True)}
@@ -238,9 +259,17 @@ class MAML(nn.Module):
         return self._criterion(output, y), output
 
     def _initial_params(self, differentiable: bool) -> Params:
-        """theta as a dictionary; detached where no meta-gradient is wanted (no graph to keep)."""
+        """theta as a dictionary; detached where no meta-gradient is wanted (no graph to keep).
+
+        ``zero_init`` parameters are fresh zeros, differentiable leaves outside the meta-parameters
+        (a second-order inner step differentiates with respect to them).
+        """
         theta = dict(self.model.named_parameters())
-        return theta if differentiable else _detached(theta)
+        if not differentiable:
+            theta = _detached(theta)
+        for name in self.zero_init:
+            theta[name] = torch.zeros_like(theta[name], requires_grad=differentiable)
+        return theta
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -282,3 +282,60 @@ def test_state_dict_round_trip_keeps_step_sizes():
     restored.load_state_dict(maml.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(maml.parameters(), restored.parameters(),
                                                      strict=True))
+
+
+HEAD = ("head.weight", "head.bias")
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["2nd", "1st"])
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_zero_head_equals_learn2learn_on_a_zeroed_head(l2l, first_order, strategy):
+    """A head that starts every task at zero: learn2learn on a copy whose head is zero gives the
+    same meta-gradient for every other weight; ours gives the head none (it is not meta-learned)."""
+    model, batch = conv4(), image_batch(k_shot=2)
+    reference_model = copy.deepcopy(model)
+    with torch.no_grad():
+        reference_model.head.weight.zero_()
+        reference_model.head.bias.zero_()
+    learner = l2l.algorithms.MAML(reference_model, lr=0.4, first_order=first_order)
+    reference = dict(zip((name for name, _ in reference_model.named_parameters()),
+                         learn2learn_meta_gradient(learner, batch, 2, "cross_entropy"),
+                         strict=True))
+    maml = MAML(model, inner_lr=0.4, inner_steps=2, first_order=first_order, strategy=strategy,
+                zero_init=HEAD)
+    maml.meta_loss(batch)[0].backward()
+    body = [name for name, _ in model.named_parameters() if name not in HEAD]
+    ours = dict(model.named_parameters())
+    assert relative_error([ours[n].grad for n in body], [reference[n] for n in body]) < TOLERANCE
+    assert all(ours[n].grad is None or not ours[n].grad.any() for n in HEAD)
+
+
+def test_zero_head_adapts_from_zero_and_leaves_the_model_alone():
+    model, task = conv4(), image_batch()[0]
+    maml = MAML(model, inner_lr=0.4, zero_init=HEAD)
+    before = model.head.weight.clone()
+    with torch.no_grad():
+        untrained = maml.adapt(task.support_x, task.support_y, steps=0)
+    assert not untrained["head.weight"].any() and not untrained["head.bias"].any()
+    # One step from a zero head: every logit starts equal, so the bias moves by
+    # alpha * (label frequency - 1/N), which is zero for a balanced support set.
+    adapted = maml.adapt(task.support_x, task.support_y)
+    torch.testing.assert_close(adapted["head.bias"].detach(),
+                               torch.zeros(5, dtype=DTYPE), rtol=0, atol=1e-12)
+    assert adapted["head.weight"].detach().any()
+    assert torch.equal(model.head.weight, before)
+    with pytest.raises(ValueError, match="zero_init"):
+        MAML(conv4(), zero_init=("head.weights",))
+
+
+def test_adapt_step_size_override():
+    model, task = mlp(), sinusoid_batch()[0]
+    small = MAML(model, inner_lr=0.01, inner_steps=2, loss="mse")
+    large = MAML(model, inner_lr=0.4, inner_steps=2, loss="mse")
+    expected = small.adapt(task.support_x, task.support_y)
+    overridden = large.adapt(task.support_x, task.support_y, inner_lr=0.01)
+    for name, weight in expected.items():
+        torch.testing.assert_close(overridden[name], weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="Meta-SGD"):
+        MAML(mlp(), learn_inner_lr=True, loss="mse").adapt(task.support_x, task.support_y,
+                                                           inner_lr=0.1)

@@ -201,3 +201,23 @@ def test_the_shipped_checkpoints_are_small_documented_and_ready_to_classify(name
     assert logits.shape == (5, 5) and torch.isfinite(logits).all()
     with pytest.raises(FileNotFoundError, match="available"):
         shipped_checkpoint("no-such-model")
+
+
+def test_a_zero_head_maml_checkpoint_rebuilds_with_its_test_settings(tmp_path):
+    dataset = shapes_dataset()
+    torch.manual_seed(0)
+    method = build_method("maml", n_way=3, hidden=4, image_size=16, test_steps=3,
+                          zero_head=True, test_inner_lr=0.05)
+    assert build_method("maml").config.keys() < method.config.keys()  # older configs still match
+    train(method, EpisodeSampler(dataset, 3, 1, 2, seed=0), 2, meta_batch=2, device="cpu",
+          checkpoint=tmp_path / "z.pt")
+    head_gradient = method.maml.model.head.weight.grad  # the head is not meta-learned
+    assert head_gradient is None or not head_gradient.any()
+    loaded = load_checkpoint(tmp_path / "z.pt", device="cpu")
+    assert loaded.config == method.config and loaded.test_inner_lr == 0.05
+    assert loaded.maml.zero_init == ("head.weight", "head.bias")
+    episode = EpisodeSampler(dataset, 3, 1, 2, seed=4).sample()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.fit(episode.support_x, episode.support_y).predict(episode.query_x),
+            method.fit(episode.support_x, episode.support_y).predict(episode.query_x))

@@ -21,14 +21,18 @@ class MAMLClassifier(FewShotClassifier):
         maml: the meta-learner; its model's head fixes N, the number of ways it can classify.
         test_steps: inner steps when fitting a test task (``maml.inner_steps`` when None). The MAML
             paper, for example, trains Omniglot 5-way with 1 step and tests with 3.
+        test_inner_lr: the step size when fitting a test task (``maml.inner_lr`` when None): more
+            and smaller steps than in meta-training can fit a head that starts at zero further.
     """
 
     trainable = True
 
-    def __init__(self, maml: MAML, *, test_steps: int | None = None):
+    def __init__(self, maml: MAML, *, test_steps: int | None = None,
+                 test_inner_lr: float | None = None):
         super().__init__()
         self.maml = maml
         self.test_steps = test_steps
+        self.test_inner_lr = test_inner_lr
         self._params: Params | None = None
 
     def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> MAMLClassifier:
@@ -37,7 +41,8 @@ class MAMLClassifier(FewShotClassifier):
         if head is not None and getattr(head, "out_features", n_way) < n_way:
             raise ValueError(f"this MAML model scores {head.out_features} classes but the support "
                              f"set has {n_way}; build (and meta-train) it with n_way={n_way}")
-        self._params = self.maml.adapt(support_x, support_y, steps=self.test_steps)
+        self._params = self.maml.adapt(support_x, support_y, steps=self.test_steps,
+                                       inner_lr=self.test_inner_lr)
         return self
 
     def predict(self, query_x: torch.Tensor) -> torch.Tensor:
