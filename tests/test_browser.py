@@ -23,9 +23,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
+
 from browser_support import ChromiumUnavailable, JupyterLabServer, launch_chromium
 from conftest import omniglot_dir
-from playwright.sync_api import expect, sync_playwright
 
 pytestmark = pytest.mark.browser
 

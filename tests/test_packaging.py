@@ -8,6 +8,7 @@ import sys
 
 import tomllib
 import yaml
+
 from conftest import REPO_ROOT
 
 CONDA_TO_PYPI = {"pytorch": "torch"}
