@@ -28,6 +28,8 @@ from fewshot_course.seeding import seed_everything
 
 CHECKPOINT_FORMAT = "fewshot_course.checkpoint/1"
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "bfloat16")
+OMITTED_DEFAULTS = {"precision": "float32"}
 
 
 @dataclass
@@ -49,7 +51,7 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
           checkpoint: str | Path | None = None, checkpoint_every: int = 100, resume: bool = True,
           seed: int = 0, device: torch.device | str | None = None,
           run: dict | None = None, max_cpu_minutes: float | None = None,
-          lr_schedule: str = "constant") -> History:
+          lr_schedule: str = "constant", precision: str = "float32") -> History:
     """Meta-train ``method`` for ``steps`` Adam steps on meta-batches from ``sampler``.
 
     Args:
@@ -76,6 +78,15 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
             along half a cosine over the run, whose progress is the larger of step / ``steps``
             and CPU time / ``max_cpu_minutes`` (a run on a time budget anneals by the clock).
             A cosine run's budget is part of its settings: it resumes only with the same budget.
+        precision: ``"float32"``, or ``"bfloat16"``: each step's ``meta_loss`` runs under
+            ``torch.autocast`` in bfloat16 (mixed precision). Weights, gradients, Adam's state,
+            checkpoints and validation stay float32; only the forward and backward passes'
+            convolutions and matrix products run in bfloat16. Worth it on GPUs and on CPUs with
+            native bfloat16 instructions (AVX512-BF16, AMX): on such a CPU ProtoNet's Conv4 took
+            1.3 times the steps of float32 in the same CPU time, at the same accuracy
+            (benchmarks/RESULTS.md, section "omniglot ablation: float32"). Elsewhere bfloat16 is
+            emulated and slower. A run's precision is part of its settings: it resumes only with
+            the same precision.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names the step.
@@ -83,9 +94,13 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
     device = torch.device(device) if device is not None else default_device()
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule={lr_schedule!r} is not one of {LR_SCHEDULES}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}")
     settings = {"lr": lr, "meta_batch": meta_batch, "seed": seed}
     if lr_schedule != "constant":  # constant runs keep the settings older checkpoints hold
         settings.update(lr_schedule=lr_schedule, steps=steps, max_cpu_minutes=max_cpu_minutes)
+    if precision != "float32":  # likewise
+        settings["precision"] = precision
     if device.type == "cpu":
         tune_allocator()  # 1.19x on a Conv4 meta-iteration: RESULTS.md, section "throughput"
     method.to(device)
@@ -126,7 +141,9 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
             break
         step = index + 1
         batch = sampler.sample_batch(meta_batch).to(device)
-        loss, accuracy = method.meta_loss(batch)
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=precision == "bfloat16"):
+            loss, accuracy = method.meta_loss(batch)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise FloatingPointError(
@@ -224,7 +241,10 @@ def _check_settings(state: dict, settings: dict, method_config: dict | None, pat
                      if saved_method.get(k) != v}
         raise ValueError(f"{path} holds a different model ({different}: saved vs now); use "
                          "another checkpoint path, or resume=False to start over")
-    saved = state["config"]["train"]
+    # Settings left at their defaults are not stored (older checkpoints lack them): compare them
+    # by their defaults on both sides.
+    saved = {**OMITTED_DEFAULTS, **state["config"]["train"]}
+    settings = {**OMITTED_DEFAULTS, **settings}
     different = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
     if different:
         listing = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in different.items())

@@ -27,10 +27,11 @@ def test_train_then_evaluate_on_glyphs_in_a_subprocess(tmp_path):
     tiny = ["--method", "protonet", "--dataset", "glyphs", "--ways", "3", "--queries", "2",
             "--hidden", "8", "--device", "cpu"]
     trained = cli("train", *tiny, "--steps", "3", "--val-every", "2", "--val-episodes", "3",
-                  "--lr-schedule", "cosine", cwd=tmp_path)
+                  "--lr-schedule", "cosine", "--precision", "bfloat16", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     checkpoint = tmp_path / "checkpoints" / "protonet-glyphs-3w1s.pt"
-    assert read_checkpoint(checkpoint)["config"]["train"]["lr_schedule"] == "cosine"
+    settings = read_checkpoint(checkpoint)["config"]["train"]
+    assert settings["lr_schedule"] == "cosine" and settings["precision"] == "bfloat16"
     assert "validation at step 3" in trained.stdout
 
     evaluated = cli("evaluate", *tiny, "--episodes", "4", cwd=tmp_path)

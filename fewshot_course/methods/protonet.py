@@ -39,8 +39,13 @@ class ProtoNet(FewShotClassifier):
         self._prototypes: torch.Tensor | None = None
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embeddings [B, D] of images x [B, C, H, W]."""
-        return self.encoder(x).flatten(start_dim=1)
+        """Embeddings [B, D] of images x [B, C, H, W], in float32 or wider."""
+        embeddings = self.encoder(x).flatten(start_dim=1)
+        if embeddings.dtype in (torch.bfloat16, torch.float16):
+            # Under mixed precision (train(precision="bfloat16")) distances of about 100 would
+            # be rounded by about 0.5 in bfloat16: compare embeddings in float32.
+            embeddings = embeddings.float()
+        return embeddings
 
     def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> ProtoNet:
         n_way = check_support(support_y)
