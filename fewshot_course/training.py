@@ -82,10 +82,11 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
             ``torch.autocast`` in bfloat16 (mixed precision). Weights, gradients, Adam's state,
             checkpoints and validation stay float32; only the forward and backward passes'
             convolutions and matrix products run in bfloat16. Worth it on GPUs and on CPUs with
-            native bfloat16 instructions (AVX512-BF16, AMX): on such a CPU ProtoNet's Conv4 took
-            1.3 times the steps of float32 in the same CPU time, at the same accuracy
-            (benchmarks/RESULTS.md, section "omniglot ablation: float32"). Elsewhere bfloat16 is
-            emulated and slower. A run's precision is part of its settings: it resumes only with
+            native bfloat16 instructions (AVX512-BF16, AMX): on such a CPU a Conv4 ProtoNet took
+            1.3 times the steps of float32 in the same CPU time, and second-order MAML 1.2 times,
+            at the same accuracy within the noise (benchmarks/RESULTS.md, sections "omniglot
+            ablation: float32" and "... MAML in float32"). Elsewhere bfloat16 is emulated and
+            slower. A run's precision is part of its settings: it resumes only with
             the same precision.
 
     Raises:
