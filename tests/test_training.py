@@ -42,6 +42,15 @@ def protonet_run(dataset, steps: int, **kwargs):
     return method, history
 
 
+def assert_same_predictions(a, b, dataset) -> None:
+    """Two fitted-on-the-same-support methods give the same query logits on an episode."""
+    episode = EpisodeSampler(dataset, 3, 1, 2, seed=4).sample()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            a.fit(episode.support_x, episode.support_y).predict(episode.query_x),
+            b.fit(episode.support_x, episode.support_y).predict(episode.query_x))
+
+
 def test_a_seeded_run_reproduces_its_accuracy_exactly():
     dataset = shapes_dataset()
     results = []
@@ -142,11 +151,7 @@ def test_validation_and_load_checkpoint_rebuild_the_trained_method(tmp_path):
     assert [step for step, _, _ in history.validation] == [2, 4]
     loaded = load_checkpoint(tmp_path / "d.pt", device="cpu")
     assert isinstance(loaded, ProtoNet) and loaded.config == method.config
-    episode = EpisodeSampler(dataset, 3, 1, 2, seed=4).sample()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            loaded.fit(episode.support_x, episode.support_y).predict(episode.query_x),
-            method.fit(episode.support_x, episode.support_y).predict(episode.query_x))
+    assert_same_predictions(loaded, method, dataset)
 
 
 def test_a_cpu_budget_stops_training_at_a_checkpoint_that_a_larger_budget_continues(tmp_path):
@@ -216,11 +221,7 @@ def test_a_zero_head_maml_checkpoint_rebuilds_with_its_test_settings(tmp_path):
     loaded = load_checkpoint(tmp_path / "z.pt", device="cpu")
     assert loaded.config == method.config and loaded.test_inner_lr == 0.05
     assert loaded.maml.zero_init == ("head.weight", "head.bias")
-    episode = EpisodeSampler(dataset, 3, 1, 2, seed=4).sample()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            loaded.fit(episode.support_x, episode.support_y).predict(episode.query_x),
-            method.fit(episode.support_x, episode.support_y).predict(episode.query_x))
+    assert_same_predictions(loaded, method, dataset)
 
 
 def test_bfloat16_mixed_precision_keeps_float32_weights_and_is_part_of_the_settings(tmp_path):
