@@ -61,7 +61,12 @@ from fewshot_course.data import ClassSubset, EpisodeSampler, Omniglot, cache_dir
 from fewshot_course.data.augment import Distorted  # noqa: E402
 from fewshot_course.episodes import EpisodeBatch  # noqa: E402
 from fewshot_course.evaluation import Result, evaluate  # noqa: E402
-from fewshot_course.methods import AugmentedEpisodes, SymmetricViews, build_method  # noqa: E402
+from fewshot_course.methods import (  # noqa: E402
+    AugmentedEpisodes,
+    SymmetricViews,
+    TransductiveProtoNet,
+    build_method,
+)
 from fewshot_course.seeding import seed_everything  # noqa: E402
 from fewshot_course.training import load_checkpoint, read_checkpoint, train  # noqa: E402
 
@@ -233,15 +238,27 @@ class WithinAlphabetSampler:
         return EpisodeBatch.stack([self.sample() for _ in range(batch_size)])
 
 
-def alphabet_samplers(dataset, ways: int, shots: int, queries: int, seed: int):
+def alphabet_samplers(dataset, ways: int, shots: int, queries: int, seed: int,
+                      alphabets: tuple[str, ...] = TEST_ALPHABETS):
     """One sampler per test alphabet, each drawing all its classes from that alphabet."""
     samplers = {}
-    for i, alphabet in enumerate(TEST_ALPHABETS):
+    for i, alphabet in enumerate(alphabets):
         classes = [c for c, a in enumerate(dataset.class_alphabets) if a == alphabet]
         subset = ClassSubset(dataset, classes)
         samplers[alphabet] = EpisodeSampler(subset, min(ways, len(classes)), shots, queries,
                                             seed=seed + i)
     return samplers
+
+
+def held_out_split(train_set: Omniglot, alphabet: str, root: Path,
+                   image_size: int) -> tuple[ClassSubset, Omniglot]:
+    """small1 without ``alphabet`` (to train on) and small1 itself, unturned (to test on)."""
+    if alphabet not in train_set.alphabets:
+        raise SystemExit(f"--hold-out {alphabet!r}: background_small1's alphabets are "
+                         f"{train_set.alphabets}")
+    kept = [c for c, a in enumerate(train_set.class_alphabets) if a != alphabet]
+    return (ClassSubset(train_set, kept),
+            Omniglot(root, "background_small1", image_size=image_size))
 
 
 def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
@@ -273,7 +290,9 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
 
 def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, float]:
     """Results per "alphabet (N-way)", over all alphabets, and the evaluation's CPU seconds."""
-    samplers = alphabet_samplers(test, args.ways, args.shots, args.queries, args.seed + 100)
+    alphabets = (args.hold_out,) if args.hold_out else TEST_ALPHABETS
+    samplers = alphabet_samplers(test, args.ways, args.shots, args.queries, args.seed + 100,
+                                 alphabets)
     per_alphabet, everything = {}, []
     start = time.process_time()
     for alphabet, sampler in samplers.items():
@@ -282,6 +301,19 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
         per_alphabet[f"{alphabet} ({sampler.n_way}-way)"] = result
         everything.extend(result.accuracies)
     return per_alphabet, Result.from_accuracies(everything), time.process_time() - start
+
+
+def transductive_settings(items: list[str]) -> list[tuple[int, float]]:
+    """(refinement steps, temperature) pairs from ``--test-transductive`` items like ``3:1``."""
+    settings = []
+    for item in items:
+        steps, _, temperature = item.partition(":")
+        try:
+            settings.append((int(steps), float(temperature or 1.0)))
+        except ValueError:
+            raise SystemExit(f"--test-transductive {item!r}: use STEPS:TEMPERATURE, "
+                             "e.g. 3:1") from None
+    return settings
 
 
 def augmentation_sentence(args) -> str:
@@ -296,9 +328,15 @@ def augmentation_sentence(args) -> str:
         parts.append(f"'+ {args.test_views} views': the whole test episode scored in its "
                      f"{args.test_views} {which} by quarter turns, query log-probabilities "
                      "averaged")
-    if not parts:
-        return ""
-    return "Test-time augmentation of the same weights: " + "; ".join(parts) + ". "
+    sentence = ("Test-time augmentation of the same weights: " + "; ".join(parts) + ". "
+                if parts else "")
+    if args.test_transductive:
+        sentence += (
+            "Rows 'transductive' are not comparable with the others: ProtoNet's prototypes are "
+            "refined by soft k-means over the episode's own queries (TransductiveProtoNet; "
+            "with views, all views share one soft assignment), so a query's prediction depends "
+            "on the other queries it is tested with. ")
+    return sentence
 
 
 def main() -> None:
@@ -334,8 +372,16 @@ def main() -> None:
                         "together); 1: off")
     p.add_argument("--test-views-for", nargs="+", default=["protonet", "maml"],
                    choices=sorted(RECIPES))
+    p.add_argument("--test-transductive", nargs="+", default=[], metavar="STEPS:TEMPERATURE",
+                   help="also score ProtoNet transductively, its prototypes refined with the "
+                        "episode's queries (fewshot_course.methods.TransductiveProtoNet), once "
+                        "per setting, alone and with --test-views")
     p.add_argument("--train-within-alphabet", action="store_true",
                    help="draw each training episode's classes from one alphabet, as at test")
+    p.add_argument("--hold-out", default=None, metavar="ALPHABET",
+                   help="a validation run: meta-train on small1 without this alphabet and test "
+                        "on it instead of small2's (for choosing test-time settings without "
+                        "looking at the test alphabets)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -386,7 +432,8 @@ def main() -> None:
     for name in args.methods:
         suffix = (("-rot" if args.rotations else "") + ("-mirror" if args.mirrors else "")
                   + ("-within" if args.train_within_alphabet else "")
-                  + (f"-aug{args.augment:g}" if args.augment else ""))
+                  + (f"-aug{args.augment:g}" if args.augment else "")
+                  + (f"-without-{args.hold_out}" if args.hold_out else ""))
         checkpoint = folder / f"{name}-small1{suffix}-{run_tag(name, args)}.pt"
         size = RECIPES[name]["image_size"]
         if size not in splits:
@@ -394,6 +441,8 @@ def main() -> None:
                                      mirrors=args.mirrors, image_size=size),
                             Omniglot(args.root, "background_small2", image_size=size))
         train_set, test_set = splits[size]
+        if args.hold_out:
+            train_set, test_set = held_out_split(train_set, args.hold_out, args.root, size)
         try:
             history = train_method(name, train_set, args, checkpoint)
         except FloatingPointError as error:
@@ -413,6 +462,13 @@ def main() -> None:
             variants[f"{name} + {views} views and {copies} copies"] = SymmetricViews(
                 AugmentedEpisodes(method, copies=copies, strength=args.test_strength,
                                   seed=args.seed), views=views)
+        if name == "protonet":
+            for steps_, temperature in transductive_settings(args.test_transductive):
+                setting = f"transductive, {steps_} steps at temperature {temperature:g}"
+                for n_views in dict.fromkeys((1, views)):
+                    label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "
+                    variants[label + setting] = TransductiveProtoNet(
+                        method, iterations=steps_, temperature=temperature, views=n_views)
         for label, scored in variants.items():
             per_alphabet, overall, eval_cpu = evaluate_alphabets(scored, test_set, args)
             rows.append((label, name, steps, history.cpu_seconds / 60, per_alphabet, overall,
@@ -432,14 +488,21 @@ def main() -> None:
                 f"({'meets' if 1 - overall.mean <= TARGETS[name] else 'misses'} the target of "
                 f"at most {100 * TARGETS[name]:.0f}% within 15 CPU-minutes)"
                 for label, name, _, _, _, overall, _ in rows]
+    targets = f"\n\nTargets: {'; '.join(verdicts)}."
+    tested_on = "split evenly over the alphabets, each episode within one alphabet"
+    if args.hold_out:  # a validation run: its figures are not the benchmark's
+        targets = ""
+        tested_on = f"from {args.hold_out}, held out of training (small2 is not used)"
     body = "\n".join(lines) + (
-        f"\n\nTargets: {'; '.join(verdicts)}."
-        f"\n\nMeta-training on background_small1{' with rotations' if args.rotations else ''}"
+        f"{targets}"
+        f"\n\nMeta-training on background_small1"
+        f"{f' without {args.hold_out}' if args.hold_out else ''}"
+        f"{' with rotations' if args.rotations else ''}"
         f"{' and mirror images' if args.mirrors else ''}"
         f"{', episodes within one alphabet' if args.train_within_alphabet else ''}"
         f"{f', distorted at strength {args.augment:g}' if args.augment else ''}; "
         f"test: {args.episodes} episodes of {args.ways}-way {args.shots}-shot, {args.queries} "
-        f"query per class, split evenly over the alphabets, each episode within one alphabet. "
+        f"query per class, {tested_on}. "
         f"Budget: {args.cpu_minutes} CPU-minutes or {args.steps} steps per method; Conv4 with "
         f"the recipe's hidden width; {torch.get_num_threads()} torch threads. "
         f"Recipes: {recipes}. "

@@ -80,3 +80,11 @@ def test_bad_arguments_and_order_are_refused():
         SymmetricViews(protonet()).predict(strokes(2, 0))
     with pytest.raises(ValueError, match="square"):
         symmetric_view(torch.zeros(1, 1, 4, 5), False, 1)
+
+
+def test_only_quarter_turns_need_square_images():
+    wide = torch.arange(6.0).view(1, 1, 2, 3)
+    assert torch.equal(symmetric_view(wide, False, 0), wide)
+    assert torch.equal(symmetric_view(wide, True, 2), wide.flip(-2))
+    with pytest.raises(ValueError, match="square"):
+        symmetric_view(wide, False, 1)

@@ -8,6 +8,8 @@
 * ``MAMLClassifier``: MAML, first-order MAML or Meta-SGD (``fewshot_course.maml``).
 * ``AugmentedEpisodes``: any of them fitted on distorted copies of the support set too.
 * ``SymmetricViews``: any of them scored on the episode turned and mirrored, views averaged.
+* ``TransductiveProtoNet``: ProtoNet's prototypes refined with the episode's unlabelled queries
+  (soft k-means; transductive, so reported apart).
 
 ``build_method`` constructs any of them by name with a Conv4 backbone (the CLI and
 ``fewshot_course.training.load_checkpoint`` use it).
@@ -23,6 +25,7 @@ from fewshot_course.methods.generative import DistributionCalibration
 from fewshot_course.methods.maml_adapter import MAMLClassifier
 from fewshot_course.methods.protonet import ProtoNet
 from fewshot_course.methods.symmetric import SymmetricViews
+from fewshot_course.methods.transductive import TransductiveProtoNet
 from fewshot_course.models import Conv4
 
 METHODS = ("maml", "fomaml", "metasgd", "protonet", "finetune", "nn")
@@ -71,5 +74,5 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
 
 
 __all__ = ["FewShotClassifier", "ProtoNet", "DistributionCalibration", "FineTune",
-           "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "SymmetricViews", "METHODS",
-           "build_method", "fit_linear_head"]
+           "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "SymmetricViews",
+           "TransductiveProtoNet", "METHODS", "build_method", "fit_linear_head"]

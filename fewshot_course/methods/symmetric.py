@@ -26,9 +26,9 @@ SYMMETRIES: tuple[tuple[bool, int], ...] = tuple(
 
 
 def symmetric_view(images: torch.Tensor, mirrored: bool, turns: int) -> torch.Tensor:
-    """``images`` [B, C, H, H] mirrored left to right (if ``mirrored``), then rotated by
-    ``turns`` quarter turns counter-clockwise -> [B, C, H, H]."""
-    if images.shape[-1] != images.shape[-2]:
+    """``images`` [B, C, H, W] mirrored left to right (if ``mirrored``), then rotated by
+    ``turns`` quarter turns counter-clockwise -> [B, C, H, W]; odd turns need H = W."""
+    if turns % 2 and images.shape[-1] != images.shape[-2]:
         raise ValueError(f"symmetric views need square images, got {tuple(images.shape[-2:])}")
     if mirrored:
         images = images.flip(-1)
