@@ -29,6 +29,13 @@ log-probabilities are averaged (``SymmetricViews``; the training classes include
 mirrored character, so the network knows all eight orientations). Their evaluation CPU time is
 reported apart from the training budget.
 
+``--test-transductive STEPS:TEMPERATURE`` adds rows for ProtoNet scored transductively: its
+prototypes refined by soft k-means over the episode's own queries (``TransductiveProtoNet``),
+alone and with the views. A query's prediction then depends on the other queries of its episode,
+a different protocol from the other rows, so these rows are labelled and reported apart.
+``--hold-out ALPHABET`` is the validation run that chooses such test-time settings without
+looking at the test alphabets: it meta-trains without one of small1's alphabets and scores on it.
+
 ``--combined`` instead meta-trains one ProtoNet on small1 + small2 together (Greek and Latin, which
 both hold, counted once) with rotations and keeps that checkpoint: it has seen the test alphabets
 above, so it is not scored here; it is the model to judge on Lake's original runs
