@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real Omniglot zips are, and a scratch cache for built datasets."""
+"""Shared fixtures and helpers: where the real Omniglot zips are, a scratch cache for built
+datasets, and a check that a method ignores how its episode is turned."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from fewshot_course.data import omniglot_root
+from fewshot_course.methods.symmetric import SYMMETRIES, symmetric_view
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,6 +17,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def omniglot_dir() -> Path:
     """The official Omniglot zips: ``omniglot_root()`` (the root conftest points it at them)."""
     return omniglot_root()
+
+
+def assert_invariant_to_turning(method, support_x: torch.Tensor, support_y: torch.Tensor,
+                                query_x: torch.Tensor) -> torch.Tensor:
+    """Check that ``method``'s query scores are the same (to 1e-10) for the episode and for each of
+    its turned and mirrored copies; returns the scores of the episode as it is."""
+    with torch.no_grad():
+        original = method.fit(support_x, support_y).predict(query_x)
+        for mirrored, turns in SYMMETRIES[1:]:
+            turned = method.fit(symmetric_view(support_x, mirrored, turns), support_y).predict(
+                symmetric_view(query_x, mirrored, turns))
+            torch.testing.assert_close(turned, original, rtol=1e-10, atol=1e-10)
+    return original
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ so every method is measured in exactly the same way.
 
 from __future__ import annotations
 
+from typing import Self
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +63,28 @@ class FewShotClassifier(nn.Module):
         for tensor in self.buffers():
             return tensor.device
         return torch.device("cpu")
+
+
+class PredictTimeMethod(FewShotClassifier):
+    """Base for methods that do all their work in ``predict``, on support and queries together.
+
+    ``fit`` only checks the support set and keeps it; ``kept_support()`` hands it back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._support: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Self:
+        check_support(support_y)
+        self._support = (support_x, support_y)
+        return self
+
+    def kept_support(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The support images [S, C, H, W] and labels [S] of the last ``fit``."""
+        if self._support is None:
+            raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
+        return self._support
 
 
 def check_support(support_y: torch.Tensor) -> int:

@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import torch
 
-from fewshot_course.methods.base import FewShotClassifier, check_support
+from fewshot_course.methods.base import FewShotClassifier, PredictTimeMethod
 
 #: The eight symmetries of the square as (mirror left-right first, then quarter turns
 #: counter-clockwise); the first four are the rotations alone.
 SYMMETRIES: tuple[tuple[bool, int], ...] = tuple(
     (mirrored, turns) for mirrored in (False, True) for turns in range(4))
+
+
+def check_views(views: int) -> None:
+    """Refuse a number of views other than 1, 4 or 8 (those that take whole groups in order)."""
+    if views not in (1, 4, 8):
+        raise ValueError(f"views = {views}; use 1 (no symmetry), 4 (rotations) or 8 "
+                         "(rotations and mirror images)")
 
 
 def symmetric_view(images: torch.Tensor, mirrored: bool, turns: int) -> torch.Tensor:
@@ -35,7 +42,7 @@ def symmetric_view(images: torch.Tensor, mirrored: bool, turns: int) -> torch.Te
     return torch.rot90(images, turns, dims=(-2, -1))
 
 
-class SymmetricViews(FewShotClassifier):
+class SymmetricViews(PredictTimeMethod):
     """``method`` fitted and scored on ``views`` symmetric views of each episode, averaged.
 
     Args:
@@ -50,21 +57,11 @@ class SymmetricViews(FewShotClassifier):
 
     def __init__(self, method: FewShotClassifier, *, views: int = 8) -> None:
         super().__init__()
-        if views not in (1, 4, 8):
-            raise ValueError(f"views = {views}; use 1 (no symmetry), 4 (rotations) or 8 "
-                             "(rotations and mirror images)")
+        check_views(views)
         self.method, self.views = method, views
-        self._support: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> SymmetricViews:
-        check_support(support_y)
-        self._support = (support_x, support_y)
-        return self
 
     def predict(self, query_x: torch.Tensor) -> torch.Tensor:
-        if self._support is None:
-            raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
-        support_x, support_y = self._support
+        support_x, support_y = self.kept_support()
         total: torch.Tensor | float = 0.0
         for mirrored, turns in SYMMETRIES[:self.views]:
             self.method.fit(symmetric_view(support_x, mirrored, turns), support_y)

@@ -28,12 +28,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fewshot_course.methods.base import FewShotClassifier, check_support
+from fewshot_course.methods.base import PredictTimeMethod
 from fewshot_course.methods.protonet import ProtoNet, prototypes, squared_distances
-from fewshot_course.methods.symmetric import SYMMETRIES, symmetric_view
+from fewshot_course.methods.symmetric import SYMMETRIES, check_views, symmetric_view
 
 
-class TransductiveProtoNet(FewShotClassifier):
+class TransductiveProtoNet(PredictTimeMethod):
     """``protonet`` with its prototypes refined by soft k-means over the query set.
 
     Args:
@@ -55,22 +55,12 @@ class TransductiveProtoNet(FewShotClassifier):
             raise ValueError(f"iterations = {iterations}; use 0 (no refinement) or more")
         if not temperature > 0:
             raise ValueError(f"temperature = {temperature}; it must be positive")
-        if views not in (1, 4, 8):
-            raise ValueError(f"views = {views}; use 1 (no symmetry), 4 (rotations) or 8 "
-                             "(rotations and mirror images)")
+        check_views(views)
         self.protonet, self.iterations = protonet, iterations
         self.temperature, self.views = temperature, views
-        self._support: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> TransductiveProtoNet:
-        check_support(support_y)
-        self._support = (support_x, support_y)
-        return self
 
     def predict(self, query_x: torch.Tensor) -> torch.Tensor:
-        if self._support is None:
-            raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
-        support_x, support_y = self._support
+        support_x, support_y = self.kept_support()
         n_way = int(support_y.max()) + 1
         # Per view: support embeddings [S, D] and query embeddings [Q, D], embedded in separate
         # calls as ProtoNet does (its BatchNorm takes each call's own statistics).
