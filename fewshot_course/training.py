@@ -100,7 +100,7 @@ def train(method, sampler, steps: int, *, val_sampler=None, val_every: int = 100
     settings = {"lr": lr, "meta_batch": meta_batch, "seed": seed}
     if lr_schedule != "constant":  # constant runs keep the settings older checkpoints hold
         settings.update(lr_schedule=lr_schedule, steps=steps, max_cpu_minutes=max_cpu_minutes)
-    if precision != "float32":  # likewise
+    if precision != OMITTED_DEFAULTS["precision"]:  # likewise
         settings["precision"] = precision
     if device.type == "cpu":
         tune_allocator()  # 1.19x on a Conv4 meta-iteration: RESULTS.md, section "throughput"
