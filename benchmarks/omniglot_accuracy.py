@@ -68,12 +68,7 @@ from fewshot_course.data import ClassSubset, EpisodeSampler, Omniglot, cache_dir
 from fewshot_course.data.augment import Distorted  # noqa: E402
 from fewshot_course.episodes import EpisodeBatch  # noqa: E402
 from fewshot_course.evaluation import Result, evaluate  # noqa: E402
-from fewshot_course.methods import (  # noqa: E402
-    AugmentedEpisodes,
-    SymmetricViews,
-    TransductiveProtoNet,
-    build_method,
-)
+from fewshot_course.methods import build_method, with_test_time  # noqa: E402
 from fewshot_course.seeding import seed_everything  # noqa: E402
 from fewshot_course.training import load_checkpoint, read_checkpoint, train  # noqa: E402
 
@@ -469,22 +464,23 @@ def main() -> None:
         variants = {name: method}
         copies = args.test_copies if name in args.test_copies_for else 0
         views = args.test_views if name in args.test_views_for else 1
+        augment = {"strength": args.test_strength, "seed": args.seed}
         if copies:
-            variants[f"{name} + {copies} copies"] = AugmentedEpisodes(
-                method, copies=copies, strength=args.test_strength, seed=args.seed)
+            variants[f"{name} + {copies} copies"] = with_test_time(method, copies=copies,
+                                                                   **augment)
         if views > 1:
-            variants[f"{name} + {views} views"] = SymmetricViews(method, views=views)
+            variants[f"{name} + {views} views"] = with_test_time(method, views=views)
         if copies and views > 1:
-            variants[f"{name} + {views} views and {copies} copies"] = SymmetricViews(
-                AugmentedEpisodes(method, copies=copies, strength=args.test_strength,
-                                  seed=args.seed), views=views)
+            variants[f"{name} + {views} views and {copies} copies"] = with_test_time(
+                method, views=views, copies=copies, **augment)
         if name == "protonet":
             for steps_, temperature in transductive_settings(args.test_transductive):
                 setting = f"transductive, {steps_} steps at temperature {temperature:g}"
                 for n_views in dict.fromkeys((1, views)):
                     label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "
-                    variants[label + setting] = TransductiveProtoNet(
-                        method, iterations=steps_, temperature=temperature, views=n_views)
+                    variants[label + setting] = with_test_time(
+                        method, views=n_views, transductive=True, iterations=steps_,
+                        temperature=temperature)
         for label, scored in variants.items():
             per_alphabet, overall, eval_cpu = evaluate_alphabets(scored, test_set, args)
             rows.append((label, name, steps, history.cpu_seconds / 60, per_alphabet, overall,

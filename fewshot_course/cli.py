@@ -3,10 +3,14 @@
     python -m fewshot_course train     --method protonet --dataset glyphs --steps 300
     python -m fewshot_course evaluate  --method protonet --dataset glyphs --episodes 600
     python -m fewshot_course benchmark --method maml --dataset glyphs --steps 300 --episodes 600
+    python -m fewshot_course evaluate  --method protonet --dataset glyphs --test-views 8
 
 ``train`` saves a checkpoint (by default ``checkpoints/<method>-<dataset>-<ways>w<shots>s.pt`` in
 the current folder) and resumes from it when it exists; ``evaluate`` loads the same path, so the
 two commands chain. ``benchmark`` trains, then evaluates, and reports the CPU time both took.
+``evaluate`` and ``benchmark`` can score the same weights with the test-time additions of the
+benchmark table: ``--test-views``, ``--test-copies`` and (ProtoNet, reported apart)
+``--transductive``.
 
 Datasets: ``glyphs`` meta-trains on the background alphabets of the embedded glyph set and tests
 on its disjoint evaluation alphabets; ``omniglot`` does the same with Omniglot's background and
@@ -27,7 +31,7 @@ import torch
 from fewshot_course._device import device as default_device
 from fewshot_course._malloc import tune_allocator
 from fewshot_course.evaluation import Result, evaluate
-from fewshot_course.methods import METHODS, build_method
+from fewshot_course.methods import METHODS, build_method, with_test_time
 from fewshot_course.seeding import seed_everything
 from fewshot_course.training import load_checkpoint, read_checkpoint, train
 
@@ -44,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text.replace("%", "%%"),
                                       description=help_text)
         _add_options(command)
+        if name != "train":
+            _add_test_time_options(command)
     return root
 
 
@@ -85,6 +91,19 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                    help="Omniglot meta-training with 90/180/270-degree rotations as new classes")
     p.add_argument("--mirrors", action="store_true",
                    help="Omniglot meta-training with left-right mirror images as new classes")
+
+
+def _add_test_time_options(p: argparse.ArgumentParser) -> None:
+    """Scoring the same weights with more care (``fewshot_course.methods.with_test_time``)."""
+    p.add_argument("--test-views", type=int, choices=(1, 4, 8), default=1,
+                   help="score each test episode in this many turned (4) or turned and "
+                        "mirrored (8) views, averaged (default 1: as it is)")
+    p.add_argument("--test-copies", type=int, default=0,
+                   help="add this many distorted copies of every support and query image "
+                        "(default 0)")
+    p.add_argument("--transductive", action="store_true",
+                   help="protonet only: refine the prototypes with each episode's unlabelled "
+                        "queries; a different, easier protocol (queries inform each other)")
 
 
 def default_checkpoint(args: argparse.Namespace) -> Path:
@@ -171,6 +190,18 @@ def run_evaluate(args: argparse.Namespace) -> Result:
         method = load_checkpoint(checkpoint, device=device)
         if args.test_steps is not None and hasattr(method, "test_steps"):
             method.test_steps = args.test_steps
+    try:
+        method = with_test_time(method, views=args.test_views, copies=args.test_copies,
+                                seed=args.seed, transductive=args.transductive)
+    except ValueError as error:
+        raise SystemExit(f"test-time options: {error}") from None
+    extras = [text for wanted, text in (
+        (args.test_views > 1, f"{args.test_views} symmetric views"),
+        (args.test_copies > 0, f"{args.test_copies} distorted "
+                               f"{'copy' if args.test_copies == 1 else 'copies'} of each image"),
+        (args.transductive, "transductive refinement (queries inform each other)")) if wanted]
+    if extras:
+        print("test time: " + ", ".join(extras))
     sampler = EpisodeSampler(test, args.ways, args.shots, args.queries, seed=args.seed)
     result = evaluate(method, sampler, args.episodes, device=device)
     print(result)

@@ -73,3 +73,26 @@ def test_help_lists_the_options_of_the_issue(capsys):
     assert "train,evaluate,benchmark" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser().parse_args(["train", "--method", "siamese"])
+
+
+def test_evaluate_scores_with_the_test_time_options(capsys):
+    from fewshot_course.data import ClassSubset, Digits, EpisodeSampler
+    from fewshot_course.evaluation import evaluate
+    from fewshot_course.methods import NearestNeighbour, with_test_time
+
+    options = ["--method", "nn", "--dataset", "digits", "--episodes", "4", "--queries", "3",
+               "--device", "cpu", "--seed", "2"]
+    assert main(["evaluate", *options, "--test-views", "4", "--test-copies", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test time: 4 symmetric views, 1 distorted copy of each image" in out
+    expected = evaluate(with_test_time(NearestNeighbour(), views=4, copies=1, seed=2),
+                        EpisodeSampler(ClassSubset(Digits(), range(5, 10)), 5, 1, 3, seed=2),
+                        4, device="cpu")
+    assert RESULT_LINE.search(out).group(0) == str(expected)
+    with pytest.raises(SystemExit, match="test-time options: transductive refinement needs a "
+                                         "ProtoNet"):
+        main(["evaluate", *options, "--transductive"])
+    with pytest.raises(SystemExit):  # argparse: only 1, 4 or 8 views
+        main(["evaluate", *options, "--test-views", "3"])
+    with pytest.raises(SystemExit):  # training has no test time
+        main(["train", "--method", "protonet", "--test-views", "8"])
