@@ -1,5 +1,5 @@
 """Shared fixtures and helpers: where the real Omniglot zips are, a scratch cache for built
-datasets, and a check that a method ignores how its episode is turned."""
+datasets, random stroke-like images, and a check that a method ignores how its episode is turned."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def omniglot_dir() -> Path:
     """The official Omniglot zips: ``omniglot_root()`` (the root conftest points it at them)."""
     return omniglot_root()
+
+
+def random_strokes(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[n, 1, 28, 28] sparse stroke-like images in {0, 1}, the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, 28, 28, generator=generator) > 0.85).to(dtype)
 
 
 def assert_invariant_to_turning(method, support_x: torch.Tensor, support_y: torch.Tensor,

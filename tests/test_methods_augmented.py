@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_strokes
 from fewshot_course.data.augment import distort
 from fewshot_course.methods import AugmentedEpisodes, FewShotClassifier, ProtoNet
 from fewshot_course.models import Conv4
-
-
-def strokes(n: int, seed: int) -> torch.Tensor:
-    """[n, 1, 28, 28] sparse stroke-like images in [0, 1]."""
-    return (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.85).float()
 
 
 class Recorder(FewShotClassifier):
@@ -29,7 +25,7 @@ class Recorder(FewShotClassifier):
 
 
 def test_support_set_gets_the_originals_then_each_distorted_copy_with_its_label():
-    support_x, support_y = strokes(4, 0), torch.tensor([0, 1, 2, 1])
+    support_x, support_y = random_strokes(4, 0), torch.tensor([0, 1, 2, 1])
     wrapped = AugmentedEpisodes(Recorder(), copies=3, strength=0.5, seed=7)
     wrapped.fit(support_x, support_y)
     seen_x, seen_y = wrapped.method.seen
@@ -43,7 +39,8 @@ def test_support_set_gets_the_originals_then_each_distorted_copy_with_its_label(
 
 
 def test_queries_score_the_mean_log_probability_over_their_copies():
-    support_x, support_y, query_x = strokes(3, 0), torch.tensor([0, 1, 2]), strokes(5, 1)
+    support_x, support_y = random_strokes(3, 0), torch.tensor([0, 1, 2])
+    query_x = random_strokes(5, 1)
     wrapped = AugmentedEpisodes(Recorder(), copies=2, strength=0.5, seed=3)
     logits = wrapped.fit(support_x, support_y).predict(query_x)
 
@@ -60,7 +57,8 @@ def test_queries_score_the_mean_log_probability_over_their_copies():
 def test_no_copies_is_the_method_itself_and_same_seed_repeats():
     torch.manual_seed(0)
     net = ProtoNet(Conv4(hidden=8).features)
-    support_x, support_y, query_x = strokes(6, 0), torch.tensor([0, 0, 1, 1, 2, 2]), strokes(4, 1)
+    support_x, support_y = random_strokes(6, 0), torch.tensor([0, 0, 1, 1, 2, 2])
+    query_x = random_strokes(4, 1)
     plain = net.fit(support_x, support_y).predict(query_x)
     unchanged = AugmentedEpisodes(net, copies=0).fit(support_x, support_y).predict(query_x)
     torch.testing.assert_close(unchanged, plain, rtol=0, atol=0)
@@ -79,4 +77,4 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="copies"):
         AugmentedEpisodes(Recorder(), copies=-1)
     with pytest.raises(ValueError, match="classes"):
-        AugmentedEpisodes(Recorder()).fit(strokes(2, 0), torch.tensor([0, 2]))
+        AugmentedEpisodes(Recorder()).fit(random_strokes(2, 0), torch.tensor([0, 2]))

@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import assert_invariant_to_turning
+from conftest import assert_invariant_to_turning, random_strokes
 from fewshot_course.maml import MAML
 from fewshot_course.methods import MAMLClassifier, ProtoNet, SymmetricViews
 from fewshot_course.methods.symmetric import SYMMETRIES, symmetric_view
 from fewshot_course.models import Conv4
-
-
-def strokes(n: int, seed: int) -> torch.Tensor:
-    """[n, 1, 28, 28] sparse stroke-like images in [0, 1]."""
-    return (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.85).float()
 
 
 def protonet(seed: int = 0) -> ProtoNet:
@@ -34,8 +29,8 @@ def test_the_eight_views_are_the_distinct_symmetries_of_the_square():
 
 def test_prediction_is_the_mean_log_probability_over_the_views():
     net = protonet()
-    support_x, support_y = strokes(6, 0).double(), torch.tensor([0, 0, 1, 1, 2, 2])
-    query_x = strokes(5, 1).double()
+    support_x, support_y = random_strokes(6, 0).double(), torch.tensor([0, 0, 1, 1, 2, 2])
+    query_x = random_strokes(5, 1).double()
     with torch.no_grad():
         scores = SymmetricViews(net, views=4).fit(support_x, support_y).predict(query_x)
         expected = torch.stack([
@@ -58,8 +53,8 @@ def test_all_eight_views_make_the_prediction_invariant_to_turning_the_episode(ma
         torch.manual_seed(0)
         method = MAMLClassifier(MAML(Conv4(n_way=3, hidden=8), inner_lr=0.4), test_steps=2)
         method = method.double()
-    support_x, support_y = strokes(3, 2).double(), torch.tensor([0, 1, 2])
-    query_x = strokes(6, 3).double()
+    support_x, support_y = random_strokes(3, 2).double(), torch.tensor([0, 1, 2])
+    query_x = random_strokes(6, 3).double()
     assert_invariant_to_turning(SymmetricViews(method, views=8), support_x, support_y, query_x)
     with torch.no_grad():
         # four views are not a group with the mirror images: mirroring the episode changes them
@@ -73,7 +68,7 @@ def test_bad_arguments_and_order_are_refused():
     with pytest.raises(ValueError, match="views"):
         SymmetricViews(protonet(), views=3)
     with pytest.raises(RuntimeError, match="fit"):
-        SymmetricViews(protonet()).predict(strokes(2, 0))
+        SymmetricViews(protonet()).predict(random_strokes(2, 0))
     with pytest.raises(ValueError, match="square"):
         symmetric_view(torch.zeros(1, 1, 4, 5), False, 1)
 

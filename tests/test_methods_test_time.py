@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import random_strokes
 from fewshot_course.methods import (
     AugmentedEpisodes,
     NearestNeighbour,
@@ -16,14 +17,9 @@ from fewshot_course.methods import (
 from fewshot_course.models import Conv4
 
 
-def strokes(n: int, seed: int) -> torch.Tensor:
-    """[n, 1, 28, 28] sparse stroke-like images in [0, 1]."""
-    return (torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.85).float()
-
-
 @pytest.fixture
 def episode() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return strokes(6, 0), torch.tensor([0, 0, 1, 1, 2, 2]), strokes(9, 1)
+    return random_strokes(6, 0), torch.tensor([0, 0, 1, 1, 2, 2]), random_strokes(9, 1)
 
 
 def scores(method, episode) -> torch.Tensor:

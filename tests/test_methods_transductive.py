@@ -6,15 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_invariant_to_turning
+from conftest import assert_invariant_to_turning, random_strokes
 from fewshot_course.methods import ProtoNet, SymmetricViews, TransductiveProtoNet
 from fewshot_course.models import Conv4
 
 
 def strokes(n: int, seed: int) -> torch.Tensor:
-    """[n, 1, 28, 28] sparse stroke-like images in [0, 1], float64."""
-    generator = torch.Generator().manual_seed(seed)
-    return (torch.rand(n, 1, 28, 28, generator=generator) > 0.85).double()
+    """[n, 1, 28, 28] sparse stroke-like images in {0, 1}, float64."""
+    return random_strokes(n, seed, torch.float64)
 
 
 def conv_protonet(seed: int = 0) -> ProtoNet:
