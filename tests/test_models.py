@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from fewshot_course.models import MLP, BatchStatNorm2d, Conv4, graph_for_second_derivatives
+from fewshot_course.models import (
+    MLP,
+    BatchStatNorm2d,
+    Conv4,
+    _max_pool_by_gather,
+    graph_for_second_derivatives,
+)
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -169,6 +175,25 @@ def test_the_second_derivative_layout_changes_speed_not_results():
     assert model.features[0](x).is_contiguous(memory_format=torch.channels_last)  # restored
     for a, b in zip(channels_last, standard, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("side", [28, 7])
+def test_max_pool_by_gather_is_max_pool_with_the_same_derivatives(side):
+    # Binary pixels make many ties inside a window, as blank paper does: the arg-max picked on
+    # the channels-last copy must be the one the standard-layout kernel picks.
+    generator = torch.Generator().manual_seed(side)
+    y = (torch.rand(3, 4, side, side, generator=generator) > 0.5).double().requires_grad_()
+    weights = torch.rand(3, 4, side // 2, side // 2, generator=generator, dtype=torch.float64)
+
+    def derivatives(pool):
+        out = pool(y)
+        first, = torch.autograd.grad((weights * out.pow(2)).sum(), y, create_graph=True)
+        second, = torch.autograd.grad(first.pow(2).sum(), y)
+        return out, first, second
+
+    for ours, reference in zip(derivatives(_max_pool_by_gather),
+                               derivatives(lambda t: F.max_pool2d(t, kernel_size=2)), strict=True):
+        assert torch.equal(ours, reference)
 
 
 def test_vmap_of_grad_with_shared_weights_matches_plain_autograd():
