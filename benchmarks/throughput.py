@@ -34,6 +34,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -369,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--conv4-rounds", type=int, default=3,
                         help="timed rounds of each CPU Conv4 configuration (default 3)")
+    parser.add_argument("--note", default="",
+                        help="a sentence added to the report (e.g. what else ran, or a comparison)")
     parser.add_argument("--probe-memory", nargs=2, metavar=("CONFIG", "IMPL"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--probe-allocator", nargs=2, metavar=("CONFIG", "ITERATIONS"),
@@ -429,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
         settings += (f" The load average exceeded the machine's {os.cpu_count()} cores: other "
                      "jobs shared the CPU during this run, so the wall times are inflated and "
                      "noisy; the ratios come from interleaved rounds and are more reliable.")
+    if args.note:
+        settings += " " + args.note
     text = markdown(rows, allocator, settings)
     print(text)
     if not (args.quick or args.no_write):
@@ -437,7 +442,8 @@ def main(argv: list[str] | None = None) -> None:
             " --device cuda" if device.type == "cuda" else "") + (
             f" --threads {args.threads}" if args.threads else "") + (
             f" --conv4-rounds {args.conv4_rounds}" if args.conv4_rounds != 3 else "") + (
-            " --no-tune-allocator" if not tune else "")
+            " --no-tune-allocator" if not tune else "") + (
+            f" --note {shlex.quote(args.note)}" if args.note else "")
         write_section(name, command, text, device)
 
 
