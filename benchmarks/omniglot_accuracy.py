@@ -124,8 +124,8 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # against the main table of that time). It needs more and smaller steps at test: 10 of 0.05
 # (from zero, further steps of 0.4 overshoot), where the learned head took 6 of 0.4. Two inner
 # steps of 0.2 in training (20.2% error) and 5 queries per class with meta-batch 2 (19.5%) scored
-# the same as this recipe (19.6%) within the noise (sections "omniglot ablation: MAML with 2 inner
-# steps of 0.2" and "... with 5 queries and meta-batch 2").
+# the same as this recipe (19.6%; 19.5% retrained later) within the noise (sections "omniglot
+# ablation: MAML with 2 inner steps of 0.2" and "... with 5 queries and meta-batch 2").
 #
 # Precision: every method trains in bfloat16 (``train(precision="bfloat16")``, mixed precision),
 # as the benchmark's CPU has native bfloat16 instructions. ProtoNet took 1.3 times the steps of
