@@ -95,14 +95,15 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.conv.weight
-        if x.device.type == "cpu" and _CHANNELS_LAST.get() and not _under_torch_func():
+        plain_cpu_call = x.device.type == "cpu" and not _under_torch_func()
+        channels_last = plain_cpu_call and _CHANNELS_LAST.get()
+        if channels_last:
             # The CPU's convolution kernels run about 1.5x faster on channels-last activations
             # (measured on a Conv4 step); the output keeps the layout through the block.
             x = x.to(memory_format=torch.channels_last)
             weight = weight.to(memory_format=torch.channels_last)
         y = self.norm(F.conv2d(x, weight, padding=self.conv.padding))
-        if y.device.type == "cpu" and not _under_torch_func() and not y.is_contiguous(
-                memory_format=torch.channels_last):
+        if plain_cpu_call and not channels_last:
             return F.relu(_max_pool_by_gather(y))
         return F.relu(F.max_pool2d(y, kernel_size=2))
 
