@@ -18,7 +18,7 @@ A meta-batch is processed by one of two strategies:
   weights, one ``torch.autograd.grad`` of the summed losses yields every task's inner gradient
   (measured 10-15% faster than nesting ``torch.func.grad`` inside ``vmap``, same numbers). Few,
   large kernels: best where per-operation overhead dominates (a small network such as the
-  sinusoid MLP) and on GPUs: on an H200 a Conv4 meta-batch of 32 tasks ran 9-14x faster than
+  sinusoid MLP) and on GPUs: on an H100 a Conv4 meta-batch of 32 tasks ran 9-14x faster than
   learn2learn's loop, at 35-39x its memory (benchmarks/RESULTS.md, "throughput (cuda)").
 * ``"loop"``: the tasks one after another, each task's meta-gradient computed as soon as its query
   loss is known, so only one task's graph is ever in memory (as with learn2learn's clone/adapt
