@@ -159,15 +159,16 @@ RECIPES = {
                      lr_schedule="cosine", image_size=32, precision="bfloat16"),
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
                  inner_steps=1, test_steps=10, lr_schedule="constant", image_size=32,
-                 zero_head=True, test_inner_lr=0.05, precision="bfloat16"),
+                 zero_head=True, test_inner_lr=0.05, any_way=False, precision="bfloat16"),
     "fomaml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3,
                    inner_lr=0.1, inner_steps=5, test_steps=10, lr_schedule="cosine",
-                   image_size=28, zero_head=False, test_inner_lr=None, precision="bfloat16"),
+                   image_size=28, zero_head=False, test_inner_lr=None, any_way=False,
+                   precision="bfloat16"),
 }
 
 
 LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28, "zero_head": False,
-                   "test_inner_lr": None, "precision": "float32"}
+                   "test_inner_lr": None, "any_way": False, "precision": "float32"}
 
 # The course's targets: test error after at most 15 CPU-minutes of meta-training.
 TARGETS = {"protonet": 0.10, "maml": 0.15, "fomaml": 0.15}
@@ -290,7 +291,8 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
                           inner_steps=recipe.get("inner_steps", 1),
                           test_steps=recipe.get("test_steps"),
                           zero_head=recipe.get("zero_head", False),
-                          test_inner_lr=recipe.get("test_inner_lr"))
+                          test_inner_lr=recipe.get("test_inner_lr"),
+                          any_way=recipe.get("any_way", False))
     if args.augment:
         dataset = Distorted(dataset, strength=args.augment, seed=args.seed)
     make_sampler = WithinAlphabetSampler if args.train_within_alphabet else EpisodeSampler

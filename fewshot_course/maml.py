@@ -36,7 +36,9 @@ A head that starts every task at zero (``zero_init``, the "zeroing trick" of Kao
 2022): the labels of a few-shot task are an arbitrary permutation of its classes, so a meta-learned
 initial head, whose row n scores "whatever class got label n", can only add noise. Fixed at zero,
 one inner step makes row n of the head proportional to the support features of class n minus their
-mean, a prototype, and the meta-gradient goes to the features alone.
+mean, a prototype, and the meta-gradient goes to the features alone. Nothing meta-learned then
+depends on the number of classes N, so with ``any_way`` the zero head gets one row per class of
+each task: one model meta-trains on 40-way tasks and is tested on 20-way ones.
 
 Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
 hint that keeps Conv4's convolutions in the standard memory layout on the CPU: their graph is
@@ -89,6 +91,9 @@ class MAML(nn.Module):
             (regression; targets reshaped to the outputs' shape).
         zero_init: names of model parameters (e.g. ``("head.weight", "head.bias")``) that start
             every task at zero instead of at a meta-learned value; they get no meta-gradient.
+        any_way: give the ``zero_init`` parameters one row per class of each task: their first
+            dimension becomes the task's N (its largest support label + 1) instead of the model's,
+            so any N can be trained and tested. Needs ``zero_init`` and the cross-entropy loss.
 
     Shapes: an ``EpisodeBatch`` holds support_x [B, S, ...], support_y [B, S], query_x [B, Q, ...],
     query_y [B, Q] (regression targets may carry trailing dimensions, e.g. [B, Q, 1]).
@@ -97,7 +102,7 @@ class MAML(nn.Module):
     def __init__(self, model: nn.Module, *, inner_lr: float = 0.4, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: bool = False,
                  strategy: str = "auto", loss: str = "cross_entropy",
-                 zero_init: tuple[str, ...] = ()):
+                 zero_init: tuple[str, ...] = (), any_way: bool = False):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r} is not one of {STRATEGIES}")
@@ -110,8 +115,14 @@ class MAML(nn.Module):
         if unknown:
             raise ValueError(f"zero_init names {unknown} are not parameters of the model; "
                              f"it has {sorted(names)}")
+        if any_way and not (zero_init and loss == "cross_entropy"):
+            raise ValueError("any_way sizes the zero_init parameters (a head that starts every "
+                             "task at zero) to each task's classes: it needs zero_init and "
+                             f"loss='cross_entropy', got zero_init={tuple(zero_init)}, "
+                             f"loss={loss!r}")
         self.model = model
         self.zero_init = tuple(zero_init)
+        self.any_way = any_way
         self.inner_lr = float(inner_lr)
         self.inner_steps = int(inner_steps)
         self.first_order = first_order
@@ -128,7 +139,8 @@ class MAML(nn.Module):
         return (f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, "
                 f"first_order={self.first_order}, learn_inner_lr={self.learn_inner_lr}, "
                 f"strategy={self.strategy!r}, loss={self.loss!r}"
-                + (f", zero_init={self.zero_init}" if self.zero_init else ""))
+                + (f", zero_init={self.zero_init}" if self.zero_init else "")
+                + (", any_way=True" if self.any_way else ""))
 
     # --- one task -----------------------------------------------------------------------------
 
@@ -147,7 +159,7 @@ class MAML(nn.Module):
         if inner_lr is not None and self.inner_lrs is not None:
             raise ValueError("Meta-SGD learns its step sizes; inner_lr cannot override them")
         differentiable = self._differentiable()
-        params = self._initial_params(differentiable)
+        params = self._initial_params(differentiable, support_y)
         with torch.enable_grad():
             for _ in range(steps):
                 params = self._inner_step(self._loss_and_output, params, support_x, support_y,
@@ -211,7 +223,7 @@ class MAML(nn.Module):
 
     def _meta_loss_vmap(self, batch: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor]:
         differentiable = self._differentiable()
-        theta = self._initial_params(differentiable)
+        theta = self._initial_params(differentiable, batch.support_y)
         # One set of weights per task, [B, *shape]: broadcast views of theta until the first step.
         params = {name: p.expand(len(batch), *p.shape) for name, p in theta.items()}
         batched = vmap(self._loss_and_output)
@@ -258,17 +270,22 @@ class MAML(nn.Module):
         output = self.predict(params, x)
         return self._criterion(output, y), output
 
-    def _initial_params(self, differentiable: bool) -> Params:
+    def _initial_params(self, differentiable: bool, support_y: torch.Tensor) -> Params:
         """theta as a dictionary; detached where no meta-gradient is wanted (no graph to keep).
 
         ``zero_init`` parameters are fresh zeros, differentiable leaves outside the meta-parameters
-        (a second-order inner step differentiates with respect to them).
+        (a second-order inner step differentiates with respect to them); with ``any_way`` they
+        have one row per class of ``support_y`` ([S] labels, or [B, S] for tasks of equal N).
         """
         theta = dict(self.model.named_parameters())
         if not differentiable:
             theta = _detached(theta)
         for name in self.zero_init:
-            theta[name] = torch.zeros_like(theta[name], requires_grad=differentiable)
+            shape = theta[name].shape
+            if self.any_way:
+                shape = (int(support_y.max()) + 1, *shape[1:])
+            theta[name] = torch.zeros(shape, dtype=theta[name].dtype, device=theta[name].device,
+                                      requires_grad=differentiable)
         return theta
 
     # --- helpers --------------------------------------------------------------------------------

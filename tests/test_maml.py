@@ -328,6 +328,36 @@ def test_zero_head_adapts_from_zero_and_leaves_the_model_alone():
         MAML(conv4(), zero_init=("head.weights",))
 
 
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_any_way_zero_head_equals_a_zero_head_of_the_tasks_size(strategy):
+    """With any_way a 5-row head meta-trains on 7-way tasks exactly as a 7-row zero head does."""
+    five_rows, batch = conv4(), image_batch(n_way=7)
+    torch.manual_seed(1)
+    seven_rows = Conv4(n_way=7, hidden=8).to(DTYPE)
+    body = {name: w for name, w in five_rows.state_dict().items() if not name.startswith("head")}
+    seven_rows.load_state_dict(body, strict=False)
+    any_way = MAML(five_rows, inner_lr=0.4, inner_steps=2, strategy=strategy, zero_init=HEAD,
+                   any_way=True)
+    sized = MAML(seven_rows, inner_lr=0.4, inner_steps=2, strategy=strategy, zero_init=HEAD)
+    loss, accuracy = any_way.meta_loss(batch)
+    expected_loss, expected_accuracy = sized.meta_loss(batch)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-12, atol=0)
+    assert accuracy == expected_accuracy
+    loss.backward()
+    expected_loss.backward()
+    grads = dict(five_rows.named_parameters())
+    expected = dict(seven_rows.named_parameters())
+    names = [name for name in body if name in grads]
+    assert relative_error([grads[n].grad for n in names],
+                          [expected[n].grad for n in names]) < TOLERANCE
+    adapted = any_way.adapt(batch.support_x[0, :3], batch.support_y[0, :3])
+    assert adapted["head.weight"].shape == (3, five_rows.head.in_features)
+    with pytest.raises(ValueError, match="any_way"):
+        MAML(conv4(), any_way=True)
+    with pytest.raises(ValueError, match="any_way"):
+        MAML(mlp(), loss="mse", zero_init=("layers.0.weight",), any_way=True)
+
+
 def test_adapt_step_size_override():
     model, task = mlp(), sinusoid_batch()[0]
     small = MAML(model, inner_lr=0.01, inner_steps=2, loss="mse")

@@ -224,6 +224,26 @@ def test_a_zero_head_maml_checkpoint_rebuilds_with_its_test_settings(tmp_path):
     assert_same_predictions(loaded, method, dataset)
 
 
+def test_an_any_way_maml_trains_on_one_n_and_is_tested_on_another(tmp_path):
+    dataset = shapes_dataset()
+    torch.manual_seed(0)
+    method = build_method("maml", n_way=3, hidden=4, image_size=16, zero_head=True,
+                          any_way=True)
+    train(method, EpisodeSampler(dataset, 6, 1, 1, seed=0), 2, meta_batch=2, device="cpu",
+          checkpoint=tmp_path / "any.pt")
+    loaded = load_checkpoint(tmp_path / "any.pt", device="cpu")
+    assert loaded.config == method.config and loaded.maml.any_way
+    episode = EpisodeSampler(dataset, 5, 1, 2, seed=3).sample()
+    with torch.no_grad():
+        logits = loaded.fit(episode.support_x, episode.support_y).predict(episode.query_x)
+    assert logits.shape == (10, 5)
+    with pytest.raises(ValueError, match="has 5"):  # without any_way the head's 3 rows limit N
+        build_method("maml", n_way=3, hidden=4, image_size=16, zero_head=True).fit(
+            episode.support_x, episode.support_y)
+    with pytest.raises(ValueError, match="zero_head=True"):
+        build_method("maml", any_way=True)
+
+
 def test_bfloat16_mixed_precision_keeps_float32_weights_and_is_part_of_the_settings(tmp_path):
     dataset = shapes_dataset()
     path = tmp_path / "bf16.pt"

@@ -18,7 +18,8 @@ class MAMLClassifier(FewShotClassifier):
     """A ``MAML`` (second order, first order or Meta-SGD) as a ``FewShotClassifier``.
 
     Args:
-        maml: the meta-learner; its model's head fixes N, the number of ways it can classify.
+        maml: the meta-learner; its model's head fixes the largest N it can classify (any N
+            with ``any_way``).
         test_steps: inner steps when fitting a test task (``maml.inner_steps`` when None). The MAML
             paper, for example, trains Omniglot 5-way with 1 step and tests with 3.
         test_inner_lr: the step size when fitting a test task (``maml.inner_lr`` when None): more
@@ -38,7 +39,8 @@ class MAMLClassifier(FewShotClassifier):
     def fit(self, support_x: torch.Tensor, support_y: torch.Tensor) -> MAMLClassifier:
         n_way = check_support(support_y)
         head = getattr(self.maml.model, "head", None)
-        if head is not None and getattr(head, "out_features", n_way) < n_way:
+        if (head is not None and not self.maml.any_way
+                and getattr(head, "out_features", n_way) < n_way):
             raise ValueError(f"this MAML model scores {head.out_features} classes but the support "
                              f"set has {n_way}; build (and meta-train) it with n_way={n_way}")
         self._params = self.maml.adapt(support_x, support_y, steps=self.test_steps,
