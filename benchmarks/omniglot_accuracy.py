@@ -33,6 +33,8 @@ reported apart from the training budget.
 prototypes refined by soft k-means over the episode's own queries (``TransductiveProtoNet``),
 alone and with the views. A query's prediction then depends on the other queries of its episode,
 a different protocol from the other rows, so these rows are labelled and reported apart.
+``--test-inner STEPS:LR`` adds rows for MAML and first-order MAML adapted to each test task with
+other inner-loop settings than their recipe's ``test_steps`` and ``test_inner_lr``.
 ``--hold-out ALPHABET`` is the validation run that chooses such test-time settings without
 looking at the test alphabets: it meta-trains without one of small1's alphabets and scores on it.
 
@@ -68,7 +70,7 @@ from fewshot_course.data import ClassSubset, EpisodeSampler, Omniglot, cache_dir
 from fewshot_course.data.augment import Distorted  # noqa: E402
 from fewshot_course.episodes import EpisodeBatch  # noqa: E402
 from fewshot_course.evaluation import Result, evaluate  # noqa: E402
-from fewshot_course.methods import build_method, with_test_time  # noqa: E402
+from fewshot_course.methods import MAMLClassifier, build_method, with_test_time  # noqa: E402
 from fewshot_course.seeding import seed_everything  # noqa: E402
 from fewshot_course.training import load_checkpoint, read_checkpoint, train  # noqa: E402
 
@@ -327,16 +329,16 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
     return per_alphabet, Result.from_accuracies(everything), time.process_time() - start
 
 
-def transductive_settings(items: list[str]) -> list[tuple[int, float]]:
-    """(refinement steps, temperature) pairs from ``--test-transductive`` items like ``3:1``."""
+def step_settings(items: list[str], flag: str, example: str) -> list[tuple[int, float]]:
+    """(steps, number) pairs from items like ``3:1`` (``--test-transductive``: steps and a
+    temperature, 1 when left out; ``--test-inner``: steps and a step size)."""
     settings = []
     for item in items:
-        steps, _, temperature = item.partition(":")
+        steps, _, number = item.partition(":")
         try:
-            settings.append((int(steps), float(temperature or 1.0)))
+            settings.append((int(steps), float(number or 1.0)))
         except ValueError:
-            raise SystemExit(f"--test-transductive {item!r}: use STEPS:TEMPERATURE, "
-                             "e.g. 3:1") from None
+            raise SystemExit(f"{flag} {item!r}: use {example}") from None
     return settings
 
 
@@ -400,6 +402,10 @@ def main() -> None:
                    help="also score ProtoNet transductively, its prototypes refined with the "
                         "episode's queries (fewshot_course.methods.TransductiveProtoNet), once "
                         "per setting, alone and with --test-views")
+    p.add_argument("--test-inner", nargs="+", default=[], metavar="STEPS:LR",
+                   help="also score MAML and first-order MAML with this many test-time inner "
+                        "steps of this size (their recipe's test_steps and test_inner_lr "
+                        "otherwise), once per setting")
     p.add_argument("--train-within-alphabet", action="store_true",
                    help="draw each training episode's classes from one alphabet, as at test")
     p.add_argument("--hold-out", default=None, metavar="ALPHABET",
@@ -487,13 +493,18 @@ def main() -> None:
             variants[f"{name} + {views} views and {copies} copies"] = with_test_time(
                 method, views=views, copies=copies, **augment)
         if name == "protonet":
-            for steps_, temperature in transductive_settings(args.test_transductive):
+            for steps_, temperature in step_settings(args.test_transductive,
+                                                     "--test-transductive", "STEPS:TEMPERATURE"):
                 setting = f"transductive, {steps_} steps at temperature {temperature:g}"
                 for n_views in dict.fromkeys((1, views)):
                     label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "
                     variants[label + setting] = with_test_time(
                         method, views=n_views, transductive=True, iterations=steps_,
                         temperature=temperature)
+        if name != "protonet":
+            for steps_, step_size in step_settings(args.test_inner, "--test-inner", "STEPS:LR"):
+                variants[f"{name}, {steps_} test steps of {step_size:g}"] = MAMLClassifier(
+                    method.maml, test_steps=steps_, test_inner_lr=step_size)
         for label, scored in variants.items():
             per_alphabet, overall, eval_cpu = evaluate_alphabets(scored, test_set, args)
             rows.append((label, name, steps, history.cpu_seconds / 60, per_alphabet, overall,
