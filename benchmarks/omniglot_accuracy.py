@@ -181,11 +181,8 @@ RECIPES = {
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
                  inner_steps=1, test_steps=10, lr_schedule="constant", image_size=32,
                  zero_head=True, test_inner_lr=0.05, any_way=False, precision="bfloat16"),
-    "fomaml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3,
-                   inner_lr=0.4, inner_steps=1, test_steps=10, lr_schedule="constant",
-                   image_size=32, zero_head=True, test_inner_lr=0.05, any_way=False,
-                   precision="bfloat16"),
 }
+RECIPES["fomaml"] = dict(RECIPES["maml"])  # first-order MAML: MAML's recipe (see above)
 
 
 LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28, "zero_head": False,
@@ -346,15 +343,16 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
     return per_alphabet, Result.from_accuracies(everything), time.process_time() - start
 
 
-def step_settings(items: list[str], flag: str, example: str) -> list[tuple[int, float]]:
+def step_settings(items: list[str], flag: str, example: str,
+                  default: float | None = None) -> list[tuple[int, float]]:
     """(steps, number) pairs from items like ``3:1`` (``--test-transductive``: steps and a
-    temperature, 1 when left out; ``--test-inner``: steps and a step size)."""
+    temperature, ``default`` 1 when left out; ``--test-inner``: steps and a step size)."""
     settings = []
     for item in items:
         steps, _, number = item.partition(":")
         try:
-            settings.append((int(steps), float(number or 1.0)))
-        except ValueError:
+            settings.append((int(steps), float(number) if number else float(default)))
+        except (ValueError, TypeError):
             raise SystemExit(f"{flag} {item!r}: use {example}") from None
     return settings
 
@@ -511,7 +509,8 @@ def main() -> None:
                 method, views=views, copies=copies, **augment)
         if name == "protonet":
             for steps_, temperature in step_settings(args.test_transductive,
-                                                     "--test-transductive", "STEPS:TEMPERATURE"):
+                                                     "--test-transductive", "STEPS:TEMPERATURE",
+                                                     default=1.0):
                 setting = f"transductive, {steps_} steps at temperature {temperature:g}"
                 for n_views in dict.fromkeys((1, views)):
                     label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "

@@ -280,10 +280,9 @@ class MAML(nn.Module):
         theta = dict(self.model.named_parameters())
         if not differentiable:
             theta = _detached(theta)
+        n_way = int(support_y.max()) + 1 if self.any_way and self.zero_init else None
         for name in self.zero_init:
-            shape = theta[name].shape
-            if self.any_way:
-                shape = (int(support_y.max()) + 1, *shape[1:])
+            shape = theta[name].shape if n_way is None else (n_way, *theta[name].shape[1:])
             theta[name] = torch.zeros(shape, dtype=theta[name].dtype, device=theta[name].device,
                                       requires_grad=differentiable)
         return theta

@@ -142,7 +142,7 @@ class Conv4(nn.Module):
             hidden * (image_size // 16)**2 (1x1 spatial for 28x28 images, 5x5 for 84x84).
             Each max-pool rounds an odd side down and so ignores its input's last row and
             column (at 28x28 the pools at 7 -> 3 and 3 -> 1 do); sides that are multiples of 16,
-            such as 32, lose nothing (the Omniglot benchmark's ProtoNet and MAML use 32x32).
+            such as 32, lose nothing (the Omniglot benchmark uses 32x32).
 
     Shapes: [B, C, H, W] images -> [B, N] logits. ``features`` alone is an encoder:
     [B, C, H, W] -> [B, feature_dim] (used by ProtoNet and the baselines).
