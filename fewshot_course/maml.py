@@ -38,7 +38,11 @@ initial head, whose row n scores "whatever class got label n", can only add nois
 one inner step makes row n of the head proportional to the support features of class n minus their
 mean, a prototype, and the meta-gradient goes to the features alone. Nothing meta-learned then
 depends on the number of classes N, so with ``any_way`` the zero head gets one row per class of
-each task: one model meta-trains on 40-way tasks and is tested on 20-way ones.
+each task: one model meta-trains on 40-way tasks and is tested on 20-way ones. It also saves work:
+Conv4 computes head(features(x)), and while the head's weight W is zero the gradient reaching the
+features, W^T dL/dlogits, is zero, so the first inner step moves the head alone. That step takes
+only the head's gradient, skipping a backward pass through the convolutions and, for second
+order, its double backward; the numbers are the same (tests/test_maml.py checks it).
 
 Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
 hint that keeps Conv4's convolutions in the standard memory layout on the CPU: their graph is
@@ -57,7 +61,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from fewshot_course.episodes import EpisodeBatch
-from fewshot_course.models import graph_for_second_derivatives
+from fewshot_course.models import Conv4, graph_for_second_derivatives
 
 Params = dict[str, torch.Tensor]
 #: (weights, inputs, targets) -> (loss, outputs), for one task or, vmapped, for a batch of tasks.
@@ -134,6 +138,10 @@ class MAML(nn.Module):
         self.inner_lrs = nn.ParameterDict([
             (_key(name), nn.Parameter(torch.full_like(weight, self.inner_lr)))
             for name, weight in model.named_parameters()]) if learn_inner_lr else None
+        # Weights whose first inner gradient is exactly zero (see the module docstring).
+        self._unmoved_by_first_step = frozenset(
+            name for name in names if not name.startswith("head.")
+        ) if isinstance(model, Conv4) and "head.weight" in self.zero_init else frozenset()
 
     def extra_repr(self) -> str:
         return (f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, "
@@ -161,9 +169,9 @@ class MAML(nn.Module):
         differentiable = self._differentiable()
         params = self._initial_params(differentiable, support_y)
         with torch.enable_grad():
-            for _ in range(steps):
+            for step in range(steps):
                 params = self._inner_step(self._loss_and_output, params, support_x, support_y,
-                                          differentiable, inner_lr)
+                                          differentiable, inner_lr, first=step == 0)
         return params if differentiable else _detached(params)
 
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
@@ -228,9 +236,9 @@ class MAML(nn.Module):
         params = {name: p.expand(len(batch), *p.shape) for name, p in theta.items()}
         batched = vmap(self._loss_and_output)
         with torch.enable_grad():
-            for _ in range(self.inner_steps):
+            for step in range(self.inner_steps):
                 params = self._inner_step(batched, params, batch.support_x, batch.support_y,
-                                          differentiable)
+                                          differentiable, first=step == 0)
         losses, outputs = batched(params, batch.query_x, batch.query_y)
         if not differentiable:
             losses = losses.detach()
@@ -239,31 +247,38 @@ class MAML(nn.Module):
     # --- the inner loop -------------------------------------------------------------------------
 
     def _inner_step(self, loss_and_output: LossFunction, params: Params, x: torch.Tensor,
-                    y: torch.Tensor, differentiable: bool,
-                    inner_lr: float | None = None) -> Params:
+                    y: torch.Tensor, differentiable: bool, inner_lr: float | None = None, *,
+                    first: bool = False) -> Params:
         """One inner gradient step, theta' <- theta' - alpha * grad L_support(theta').
 
         Serves one task (``loss_and_output`` returns a scalar loss) and a vmapped batch of tasks
         (it returns [B] losses for weights [B, ...]: the gradient of their sum with respect to the
         weights holds each task's own gradient, as task b's loss depends on its weights only).
+        ``first`` marks a task's first step, which leaves ``_unmoved_by_first_step`` as they are.
         """
         second_order = differentiable and not self.first_order
+        moved = [name for name in params
+                 if not (first and name in self._unmoved_by_first_step)]
         # First order (or no meta-gradient wanted): the inner gradient is a constant, so take it
         # with respect to detached copies and keep no graph of its computation.
-        inputs = params if second_order else {n: p.detach().requires_grad_()
+        inputs = params if second_order else {n: p.detach().requires_grad_(n in moved)
                                               for n, p in params.items()}
         with graph_for_second_derivatives() if second_order else nullcontext():
             losses, _ = loss_and_output(inputs, x, y)
-        gradients = torch.autograd.grad(losses.sum(), list(inputs.values()),
+        gradients = torch.autograd.grad(losses.sum(), [inputs[name] for name in moved],
                                         create_graph=second_order, allow_unused=True)
-        gradients = [torch.zeros_like(p) if g is None else g
-                     for p, g in zip(inputs.values(), gradients, strict=True)]
-        if self.inner_lrs is None:
-            alpha = self.inner_lr if inner_lr is None else inner_lr
-            return {name: p - alpha * g
-                    for (name, p), g in zip(params.items(), gradients, strict=True)}
-        return {name: p - self.inner_lrs[_key(name)] * g
-                for (name, p), g in zip(params.items(), gradients, strict=True)}
+        # An unmoved weight still becomes a new tensor (a view): the next step's gradient must be
+        # taken with respect to theta' alone, not also through the head computed from it here.
+        stepped = {name: p.view_as(p) for name, p in params.items()}
+        for name, g in zip(moved, gradients, strict=True):
+            if g is None:
+                continue  # no gradient: the weight stays as it is
+            if self.inner_lrs is None:
+                alpha = self.inner_lr if inner_lr is None else inner_lr
+            else:
+                alpha = self.inner_lrs[_key(name)]
+            stepped[name] = params[name] - alpha * g
+        return stepped
 
     def _loss_and_output(self, params: Params, x: torch.Tensor,
                          y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

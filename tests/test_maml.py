@@ -287,11 +287,13 @@ def test_state_dict_round_trip_keeps_step_sizes():
 HEAD = ("head.weight", "head.bias")
 
 
+@pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("first_order", [False, True], ids=["2nd", "1st"])
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
-def test_zero_head_equals_learn2learn_on_a_zeroed_head(l2l, first_order, strategy):
+def test_zero_head_equals_learn2learn_on_a_zeroed_head(l2l, first_order, strategy, steps):
     """A head that starts every task at zero: learn2learn on a copy whose head is zero gives the
-    same meta-gradient for every other weight; ours gives the head none (it is not meta-learned)."""
+    same meta-gradient for every other weight; ours gives the head none (it is not meta-learned).
+    Ours skips the body's first inner gradient (zero behind a zero head); learn2learn takes it."""
     model, batch = conv4(), image_batch(k_shot=2)
     reference_model = copy.deepcopy(model)
     with torch.no_grad():
@@ -299,10 +301,10 @@ def test_zero_head_equals_learn2learn_on_a_zeroed_head(l2l, first_order, strateg
         reference_model.head.bias.zero_()
     learner = l2l.algorithms.MAML(reference_model, lr=0.4, first_order=first_order)
     reference = dict(zip((name for name, _ in reference_model.named_parameters()),
-                         learn2learn_meta_gradient(learner, batch, 2, "cross_entropy"),
+                         learn2learn_meta_gradient(learner, batch, steps, "cross_entropy"),
                          strict=True))
-    maml = MAML(model, inner_lr=0.4, inner_steps=2, first_order=first_order, strategy=strategy,
-                zero_init=HEAD)
+    maml = MAML(model, inner_lr=0.4, inner_steps=steps, first_order=first_order,
+                strategy=strategy, zero_init=HEAD)
     maml.meta_loss(batch)[0].backward()
     body = [name for name, _ in model.named_parameters() if name not in HEAD]
     ours = dict(model.named_parameters())
@@ -324,8 +326,31 @@ def test_zero_head_adapts_from_zero_and_leaves_the_model_alone():
                                torch.zeros(5, dtype=DTYPE), rtol=0, atol=1e-12)
     assert adapted["head.weight"].detach().any()
     assert torch.equal(model.head.weight, before)
+    assert all(torch.equal(adapted[name], weight) for name, weight in model.named_parameters()
+               if name not in HEAD)
     with pytest.raises(ValueError, match="zero_init"):
         MAML(conv4(), zero_init=("head.weights",))
+
+
+def backward_convolutions(function) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        function()
+    return sum(event.count for event in profile.key_averages()
+               if event.key == "aten::convolution_backward")
+
+
+def test_the_first_step_from_a_zero_head_skips_the_bodys_gradient():
+    """Behind a zero head the body's gradient is zero: the first inner step does not compute it
+    (no backward pass through the 4 convolutions), later steps do, and the body then moves."""
+    model, task = conv4(), image_batch()[0]
+    maml = MAML(model, inner_lr=0.4, zero_init=HEAD)
+    assert backward_convolutions(lambda: maml.adapt(task.support_x, task.support_y)) == 0
+    assert backward_convolutions(lambda: maml.adapt(task.support_x, task.support_y, steps=2)) == 4
+    assert backward_convolutions(lambda: MAML(model, inner_lr=0.4).adapt(
+        task.support_x, task.support_y)) == 4
+    two_steps = maml.adapt(task.support_x, task.support_y, steps=2)
+    assert not any(torch.equal(two_steps[name], weight)
+                   for name, weight in model.named_parameters() if name not in HEAD)
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
