@@ -19,7 +19,15 @@ Reported per configuration and implementation:
   CPU the growth of the peak resident set size over one meta-iteration, measured in a fresh
   subprocess per row (tracemalloc cannot see torch's allocations);
 * the compute limit ratio: time per meta-iteration / time of one plain forward + backward pass
-  over the same support and query sets (per task, as the meta-iteration batches them).
+  over the same support and query sets (per task, as the meta-iteration batches them); and the
+  same per pass: over the time of plain forward + backward passes as many as the meta-iteration
+  makes (one over the support set per inner step, one over the query set), which leaves the cost
+  of the second-order term and of the library's bookkeeping.
+
+Besides the MAML paper's Conv4, one configuration gives Conv4 a head that starts every task at
+zero (``MAML(zero_init=...)``, the Omniglot recipe's head; learn2learn runs on a copy whose head
+is zero, the same meta-gradient as tests/test_maml.py checks): there the library's first inner step
+skips the body's gradient, which is exactly zero behind a zero head.
 
 On the CPU it also measures glibc's allocator tuning (``fewshot_course._malloc.tune_allocator``,
 which the main process applies, as the CLI does) against the untuned allocator and against the
@@ -70,11 +78,14 @@ class Config:
     first_order: bool
     meta_batch: int
     hidden: int = 64
+    zero_head: bool = False
 
     @property
     def name(self) -> str:
         task = ("Conv4 5-way 1-shot 15-query 28x28" if self.model == "conv4"
                 else "sinusoid MLP 10-shot")
+        if self.zero_head:
+            task += ", zero head"
         order = "first order" if self.first_order else "second order"
         return f"{task}, B={self.meta_batch}, {self.inner_steps} step(s), {order}"
 
@@ -95,6 +106,7 @@ def configs(quick: bool) -> list[Config]:
         return [Config("conv4", 1, False, 4, hidden=16), Config("sinusoid", 1, False, 25)]
     return ([Config("conv4", steps, first_order, 32) for steps in (1, 5)
              for first_order in (False, True)]
+            + [Config("conv4", 1, False, 32, zero_head=True)]
             + [Config("sinusoid", steps, first_order, 25) for steps in (1, 5)
                for first_order in (False, True)])
 
@@ -137,12 +149,17 @@ def meta_iteration(config: Config, implementation: str,
                    model: torch.nn.Module) -> Callable[[EpisodeBatch], None]:
     """A function running one meta-iteration (losses + meta-gradient) on its own copy of model.
 
-    ``implementation`` is "learn2learn", one of our strategies ("loop", "vmap"), or "fwd+bwd":
-    one plain forward and backward pass per task over its support set and its query set.
+    ``implementation`` is "learn2learn", one of our strategies ("loop", "vmap"), "fwd+bwd":
+    one plain forward and backward pass per task over its support set and its query set, or
+    "fwd+bwd per pass": one per inner step over the support set and one over the query set.
     """
     model = copy.deepcopy(model)
     loss_fn = criterion(config)
     if implementation == "learn2learn":
+        if config.zero_head:
+            with torch.no_grad():
+                model.head.weight.zero_()
+                model.head.bias.zero_()
         l2l = import_learn2learn()
         learner = l2l.algorithms.MAML(model, lr=config.inner_lr, first_order=config.first_order)
 
@@ -161,8 +178,17 @@ def meta_iteration(config: Config, implementation: str,
                  + loss_fn(model(task.query_x), task.query_y)).backward()
             model.zero_grad(set_to_none=True)
         return run
+    if implementation == "fwd+bwd per pass":
+        def run(batch: EpisodeBatch) -> None:
+            for task in batch:
+                for _ in range(config.inner_steps):
+                    loss_fn(model(task.support_x), task.support_y).backward()
+                loss_fn(model(task.query_x), task.query_y).backward()
+            model.zero_grad(set_to_none=True)
+        return run
     maml = MAML(model, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-                first_order=config.first_order, strategy=implementation, loss=config.loss)
+                first_order=config.first_order, strategy=implementation, loss=config.loss,
+                zero_init=("head.weight", "head.bias") if config.zero_head else ())
 
     def run(batch: EpisodeBatch) -> None:
         loss, _ = maml.meta_loss(batch)
@@ -308,12 +334,13 @@ def benchmark(config: Config, device: torch.device, rounds: int, min_seconds: fl
     auto = MAML(model, loss=config.loss).resolve_strategy(device)
     implementations = list(IMPLEMENTATIONS)
     if device.type == "cpu" and config.model == "conv4" and (
-            config.inner_steps > 1 or config.first_order):
+            config.inner_steps > 1 or config.first_order or config.zero_head):
         # The vmapped Conv4 is slower on the CPU with several times the memory (shown once, for
         # one step of second-order MAML); auto uses the loop there.
         implementations.remove("vmap")
     functions = {name: meta_iteration(config, name, model) for name in implementations}
-    functions["fwd+bwd"] = meta_iteration(config, "fwd+bwd", model)
+    for plain in ("fwd+bwd", "fwd+bwd per pass"):
+        functions[plain] = meta_iteration(config, plain, model)
     times = time_interleaved(functions, batch, device, rounds, min_seconds)
     baseline = times["learn2learn"]
     memory = {name: peak_memory_mb(config, name, device, tune) for name in implementations}
@@ -330,19 +357,23 @@ def benchmark(config: Config, device: torch.device, rounds: int, min_seconds: fl
                              else math.nan),
             "compute_ratio": statistics.median(t / f for t, f in zip(times[name],
                                                                      times["fwd+bwd"],
-                                                                     strict=True))})
+                                                                     strict=True)),
+            "per_pass_ratio": statistics.median(
+                t / f for t, f in zip(times[name], times["fwd+bwd per pass"], strict=True))})
     return rows
 
 
 def markdown(rows: list[dict], allocator: list[dict] | None, settings: str) -> str:
     lines = ["| configuration | implementation | ms / meta-iteration | tasks/s | speed vs "
-             "learn2learn | peak memory MB | memory vs learn2learn | time / (fwd+bwd) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "learn2learn | peak memory MB | memory vs learn2learn | time / (fwd+bwd) | "
+             "time / (fwd+bwd per pass) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         name = row["implementation"] + (" (auto)" if row["auto"] else "")
         lines.append(f"| {row['config']} | {name} | {row['ms']:.1f} | {row['tasks_per_s']:.1f} | "
                      f"{row['speedup']:.2f}x | {row['memory_mb']:.1f} | "
-                     f"{row['memory_ratio']:.2f}x | {row['compute_ratio']:.2f} |")
+                     f"{row['memory_ratio']:.2f}x | {row['compute_ratio']:.2f} | "
+                     f"{row['per_pass_ratio']:.2f} |")
     text = "\n".join(lines) + "\n\n" + settings
     if allocator:
         base = allocator[0]
@@ -407,7 +438,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in new_rows:
             print(f"{row['config']:<62} {row['implementation']:<12} {row['ms']:9.1f} ms "
                   f"{row['speedup']:5.2f}x  {row['memory_mb']:8.1f} MB "
-                  f"{row['memory_ratio']:5.2f}x  compute {row['compute_ratio']:.2f}", flush=True)
+                  f"{row['memory_ratio']:5.2f}x  compute {row['compute_ratio']:.2f} "
+                  f"per pass {row['per_pass_ratio']:.2f}", flush=True)
     allocator = None
     if device.type == "cpu":
         allocator_config = (configs(args.quick)[0] if args.quick
