@@ -86,11 +86,13 @@ class MAML(nn.Module):
             device and the model: vmap on accelerators; on the CPU vmap for networks without
             convolutions and the loop for convolutional ones. Measured on the course's 2-core CPU
             (benchmarks/RESULTS.md, section "throughput"): the vmapped sinusoid MLP (25 tasks)
-            runs about 8-9x faster than learn2learn's loop and than our loop, in about the same
-            memory; the vmapped Conv4 (32 tasks of 5-way 1-shot 15-query) ran at about 0.35x the
-            speed of learn2learn with about 20x its peak memory (3.2 GB), because convolutions
-            with per-task weights become grouped convolutions and every task's graph is alive at
-            once, while the loop runs at 0.95-1.16x learn2learn's speed in 0.9-1.4x its memory.
+            runs about 8x faster than learn2learn's loop and than our loop (7.6-9x over the
+            runs recorded), in about the same memory; the vmapped Conv4 (32 tasks of 5-way 1-shot
+            15-query) ran at about 0.3x the speed of learn2learn with about 18-20x its peak memory
+            (3.2 GB), because convolutions with per-task weights become grouped convolutions
+            and every task's graph is alive at once, while the loop runs at 0.95-1.16x
+            learn2learn's speed (1.39x with a zero head, which skips the body's first inner
+            gradient) in 0.9-1.4x its memory.
         loss: ``"cross_entropy"`` (classification; logits [Q, N], labels [Q]) or ``"mse"``
             (regression; targets reshaped to the outputs' shape).
         zero_init: names of model parameters (e.g. ``("head.weight", "head.bias")``) that start
