@@ -140,6 +140,10 @@ class MAML(nn.Module):
         self.inner_lrs = nn.ParameterDict([
             (_key(name), nn.Parameter(torch.full_like(weight, self.inner_lr)))
             for name, weight in model.named_parameters()]) if learn_inner_lr else None
+        # functional_call must untie shared weights only if the model has any; finding out costs
+        # as much as a small network's forward pass, so it is done once here.
+        self._tied_weights = (len(list(model.named_parameters(remove_duplicate=False)))
+                              != len(names))
         # Weights whose first inner gradient is exactly zero (see the module docstring).
         self._unmoved_by_first_step = frozenset(
             name for name in names if not name.startswith("head.")
@@ -178,7 +182,7 @@ class MAML(nn.Module):
 
     def predict(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs of the model with weights ``params``: x [Q, ...] -> logits [Q, N]."""
-        return functional_call(self.model, params, (x,))
+        return functional_call(self.model, params, (x,), tie_weights=self._tied_weights)
 
     # --- a batch of tasks -----------------------------------------------------------------------
 
@@ -271,15 +275,19 @@ class MAML(nn.Module):
                                         create_graph=second_order, allow_unused=True)
         # An unmoved weight still becomes a new tensor (a view): the next step's gradient must be
         # taken with respect to theta' alone, not also through the head computed from it here.
-        stepped = {name: p.view_as(p) for name, p in params.items()}
-        for name, g in zip(moved, gradients, strict=True):
-            if g is None:
-                continue  # no gradient: the weight stays as it is
-            if self.inner_lrs is None:
-                alpha = self.inner_lr if inner_lr is None else inner_lr
+        stepped = {}
+        gradient_of = dict(zip(moved, gradients, strict=True))
+        for name, p in params.items():
+            g = gradient_of.get(name)
+            if g is None:  # not moved, or no gradient: the weight stays as it is
+                stepped[name] = p.view_as(p)
+            elif self.inner_lrs is None:
+                # One fused operation, p + (-alpha) * g: for a small network such as the sinusoid
+                # MLP the step's time is mostly per-operation overhead.
+                stepped[name] = torch.add(p, g, alpha=-(self.inner_lr if inner_lr is None
+                                                        else inner_lr))
             else:
-                alpha = self.inner_lrs[_key(name)]
-            stepped[name] = params[name] - alpha * g
+                stepped[name] = p - self.inner_lrs[_key(name)] * g
         return stepped
 
     def _loss_and_output(self, params: Params, x: torch.Tensor,
