@@ -224,6 +224,19 @@ def test_adapt_one_step_is_one_gradient_step():
     assert all(torch.equal(zero[name], p) for name, p in model.named_parameters())
 
 
+def test_adapted_weights_reach_every_use_of_a_shared_weight():
+    """A model that uses one layer twice: the adapted weights replace it in both places."""
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(3, 3).double()
+    model = torch.nn.Sequential(shared, torch.nn.Tanh(), shared)
+    maml = MAML(model, inner_lr=0.1, loss="mse")
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
+    adapted = maml.adapt(x, y)
+    weight, bias = adapted["0.weight"], adapted["0.bias"]
+    expected = F.linear(torch.tanh(F.linear(x, weight, bias)), weight, bias)
+    torch.testing.assert_close(maml.predict(adapted, x), expected, rtol=1e-12, atol=1e-14)
+
+
 def test_evaluation_under_no_grad():
     model, batch = conv4(), image_batch()
     maml = MAML(model, inner_steps=2)
