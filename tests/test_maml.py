@@ -225,15 +225,18 @@ def test_adapt_one_step_is_one_gradient_step():
 
 
 def test_adapted_weights_reach_every_use_of_a_shared_weight():
-    """A model that uses one layer twice: the adapted weights replace it in both places."""
+    """Two layers that share one weight (tied): the adapted weight replaces it in both."""
     torch.manual_seed(0)
-    shared = torch.nn.Linear(3, 3).double()
-    model = torch.nn.Sequential(shared, torch.nn.Tanh(), shared)
+    first, second = torch.nn.Linear(3, 3).double(), torch.nn.Linear(3, 3).double()
+    second.weight = first.weight
+    model = torch.nn.Sequential(first, torch.nn.Tanh(), second)
     maml = MAML(model, inner_lr=0.1, loss="mse")
     x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
     adapted = maml.adapt(x, y)
-    weight, bias = adapted["0.weight"], adapted["0.bias"]
-    expected = F.linear(torch.tanh(F.linear(x, weight, bias)), weight, bias)
+    assert "2.weight" not in adapted  # named once, as model.named_parameters() names it
+    weight = adapted["0.weight"]
+    expected = F.linear(torch.tanh(F.linear(x, weight, adapted["0.bias"])), weight,
+                        adapted["2.bias"])
     torch.testing.assert_close(maml.predict(adapted, x), expected, rtol=1e-12, atol=1e-14)
 
 
