@@ -86,7 +86,7 @@ class MAML(nn.Module):
             device and the model: vmap on accelerators; on the CPU vmap for networks without
             convolutions and the loop for convolutional ones. Measured on the course's 2-core CPU
             (benchmarks/RESULTS.md, section "throughput"): the vmapped sinusoid MLP (25 tasks)
-            runs about 8x faster than learn2learn's loop and than our loop (7.6-9x over the
+            runs about 8x faster than learn2learn's loop and than our loop (7.6-10.5x over the
             runs recorded), in about the same memory; the vmapped Conv4 (32 tasks of 5-way 1-shot
             15-query) ran at about 0.3x the speed of learn2learn with about 18-20x its peak memory
             (3.2 GB), because convolutions with per-task weights become grouped convolutions
