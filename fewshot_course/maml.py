@@ -140,8 +140,8 @@ class MAML(nn.Module):
         self.inner_lrs = nn.ParameterDict([
             (_key(name), nn.Parameter(torch.full_like(weight, self.inner_lr)))
             for name, weight in model.named_parameters()]) if learn_inner_lr else None
-        # functional_call must untie shared weights only if the model has any; finding out costs
-        # as much as a small network's forward pass, so it is done once here.
+        # functional_call need untie shared weights only if the model has any: untying inspects
+        # every module on every call, as costly as a small network's forward pass.
         self._tied_weights = (len(list(model.named_parameters(remove_duplicate=False)))
                               != len(names))
         # Weights whose first inner gradient is exactly zero (see the module docstring).
@@ -275,8 +275,9 @@ class MAML(nn.Module):
                                         create_graph=second_order, allow_unused=True)
         # An unmoved weight still becomes a new tensor (a view): the next step's gradient must be
         # taken with respect to theta' alone, not also through the head computed from it here.
-        stepped = {}
+        alpha = self.inner_lr if inner_lr is None else inner_lr
         gradient_of = dict(zip(moved, gradients, strict=True))
+        stepped = {}
         for name, p in params.items():
             g = gradient_of.get(name)
             if g is None:  # not moved, or no gradient: the weight stays as it is
@@ -284,8 +285,7 @@ class MAML(nn.Module):
             elif self.inner_lrs is None:
                 # One fused operation, p + (-alpha) * g: for a small network such as the sinusoid
                 # MLP the step's time is mostly per-operation overhead.
-                stepped[name] = torch.add(p, g, alpha=-(self.inner_lr if inner_lr is None
-                                                        else inner_lr))
+                stepped[name] = torch.add(p, g, alpha=-alpha)
             else:
                 stepped[name] = p - self.inner_lrs[_key(name)] * g
         return stepped
