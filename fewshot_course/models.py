@@ -143,13 +143,15 @@ class Conv4(nn.Module):
             Each max-pool rounds an odd side down and so ignores its input's last row and
             column (at 28x28 the pools at 7 -> 3 and 3 -> 1 do); sides that are multiples of 16,
             such as 32, lose nothing (the Omniglot benchmark uses 32x32).
+        global_max_pool: end the body with a max over the last feature map's positions, so
+            features are ``hidden`` numbers whatever the image size (a 2x2 map at 32x32).
 
     Shapes: [B, C, H, W] images -> [B, N] logits. ``features`` alone is an encoder:
     [B, C, H, W] -> [B, feature_dim] (used by ProtoNet and the baselines).
     """
 
     def __init__(self, in_channels: int = 1, n_way: int = 5, hidden: int = 64, *,
-                 image_size: int = 28):
+                 image_size: int = 28, global_max_pool: bool = False):
         super().__init__()
         side = image_size
         for _ in range(4):
@@ -157,10 +159,12 @@ class Conv4(nn.Module):
         if side < 1:
             raise ValueError(f"image_size={image_size} is too small for 4 max-pools; Conv4 needs "
                              "images of at least 16x16 pixels")
-        self.feature_dim = hidden * side * side
-        self.features = nn.Sequential(
-            ConvBlock(in_channels, hidden), ConvBlock(hidden, hidden),
-            ConvBlock(hidden, hidden), ConvBlock(hidden, hidden), nn.Flatten())
+        self.feature_dim = hidden if global_max_pool else hidden * side * side
+        blocks = [ConvBlock(in_channels, hidden), ConvBlock(hidden, hidden),
+                  ConvBlock(hidden, hidden), ConvBlock(hidden, hidden)]
+        if global_max_pool:
+            blocks.append(nn.AdaptiveMaxPool2d(1))
+        self.features = nn.Sequential(*blocks, nn.Flatten())
         self.head = nn.Linear(self.feature_dim, n_way)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

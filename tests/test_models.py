@@ -25,6 +25,18 @@ def test_conv4_shapes(image_size, side):
     assert model(x).shape == (4, 7)
 
 
+def test_global_max_pool_keeps_the_largest_value_of_each_channel_over_positions():
+    torch.manual_seed(0)
+    pooled = Conv4(hidden=6, image_size=32, global_max_pool=True)
+    plain = Conv4(hidden=6, image_size=32)
+    plain.features.load_state_dict(pooled.features.state_dict())  # only the pooling differs
+    x = torch.rand(3, 1, 32, 32)
+    assert pooled.feature_dim == 6 and pooled.head.in_features == 6
+    positions = plain.features(x).view(3, 6, 2, 2)  # the 2x2 map, flattened channel-major
+    torch.testing.assert_close(pooled.features(x), positions.amax(dim=(2, 3)))
+    assert pooled(x).shape == (3, 5)
+
+
 def test_conv4_default_is_mamls_omniglot_network():
     model = Conv4()
     convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -37,14 +37,16 @@ METHODS = ("maml", "fomaml", "metasgd", "protonet", "finetune", "nn")
 def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: int = 1,
                  image_size: int = 28, n_base_classes: int | None = None, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_steps: int | None = None, zero_head: bool = False,
-                 test_inner_lr: float | None = None, any_way: bool = False) -> FewShotClassifier:
+                 test_inner_lr: float | None = None, any_way: bool = False,
+                 global_max_pool: bool = False) -> FewShotClassifier:
     """A freshly initialised method with a Conv4 backbone, by name (one of ``METHODS``).
 
     ``n_way`` sizes MAML's head; ``n_base_classes`` is required by ``finetune`` (its pre-training
     head classifies every base class); ``inner_lr``, ``inner_steps``, ``test_steps``,
     ``test_inner_lr``, ``zero_head`` (Conv4's head starts every task at zero: ``MAML``'s
     ``zero_init``) and ``any_way`` (that zero head gets one row per class of each task, so
-    ``n_way`` no longer limits N) configure the MAML family. The keyword arguments are kept as
+    ``n_way`` no longer limits N) configure the MAML family; ``global_max_pool`` ends Conv4's body
+    in a max over positions (``Conv4``). The keyword arguments are kept as
     ``.config`` so that a checkpoint can rebuild the method
     (``fewshot_course.training.load_checkpoint``).
     """
@@ -61,7 +63,10 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
             raise ValueError("any_way gives the zero head one row per class of each task: it "
                              "needs zero_head=True")
         config["any_way"] = True
-    backbone = Conv4(in_channels, n_way, hidden, image_size=image_size)
+    if global_max_pool:
+        config["global_max_pool"] = True
+    backbone = Conv4(in_channels, n_way, hidden, image_size=image_size,
+                     global_max_pool=global_max_pool)
     if method in ("maml", "fomaml", "metasgd"):
         maml = MAML(backbone, inner_lr=inner_lr, inner_steps=inner_steps,
                     first_order=method == "fomaml", learn_inner_lr=method == "metasgd",
