@@ -138,7 +138,7 @@ class Conv4(nn.Module):
         in_channels: C, 1 for Omniglot-style greyscale images.
         n_way: N, the number of classes the linear head scores.
         hidden: channels of every convolution (64 in the paper; smaller is fine for quick runs).
-        image_size: H = W of the inputs; it fixes the head's input size,
+        image_size: H = W of the inputs; without global_max_pool it fixes the head's input size,
             hidden * (image_size // 16)**2 (1x1 spatial for 28x28 images, 5x5 for 84x84).
             Each max-pool rounds an odd side down and so ignores its input's last row and
             column (at 28x28 the pools at 7 -> 3 and 3 -> 1 do); sides that are multiples of 16,
