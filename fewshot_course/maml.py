@@ -140,7 +140,7 @@ class MAML(nn.Module):
         self.inner_lrs = nn.ParameterDict([
             (_key(name), nn.Parameter(torch.full_like(weight, self.inner_lr)))
             for name, weight in model.named_parameters()]) if learn_inner_lr else None
-        # functional_call need untie shared weights only if the model has any: untying inspects
+        # functional_call needs to untie shared weights only if the model has any: untying inspects
         # every module on every call, as costly as a small network's forward pass.
         self._tied_weights = (len(list(model.named_parameters(remove_duplicate=False)))
                               != len(names))
