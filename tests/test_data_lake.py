@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data_helpers import drawing, lake_files, write_tree, write_zip
+from test_data_helpers import drawing, lake_files, png_bytes, write_tree, write_zip
 
 from fewshot_course.data import lake_one_shot_runs
+from fewshot_course.data.omniglot import handwriting_image
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,15 @@ def test_strokes_are_high(lake_runs, tmp_path):
     files, _ = lake_runs
     episode = lake_one_shot_runs(write_zip(tmp_path / "all_runs.zip", files))[0]
     assert episode.support_x.max() == 1.0 and episode.support_x.mean() < 0.2
+
+
+def test_crop_to_ink_as_omniglot_does(lake_runs, tmp_path):
+    files, truths = lake_runs
+    episode = lake_one_shot_runs(write_zip(tmp_path / "all_runs.zip", files), image_size=32,
+                                 crop_to_ink=True)[0]
+    expected = handwriting_image(png_bytes(drawing(100 + 7)), 32, crop_to_ink=True)
+    assert torch.equal(episode.support_x[6, 0], torch.from_numpy(expected.astype(np.float32) / 255))
+    assert episode.query_y.tolist() == [k - 1 for k in truths[0]]
 
 
 def test_missing_path_and_broken_files(lake_runs, tmp_path):

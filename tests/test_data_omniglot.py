@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data_helpers import drawing, omniglot_files, write_omniglot_zip, write_tree
+from test_data_helpers import drawing, omniglot_files, png_bytes, write_omniglot_zip, write_tree
 
 from fewshot_course.data import (
     EpisodeSampler,
@@ -20,6 +20,7 @@ from fewshot_course.data import (
     split_classes,
 )
 from fewshot_course.data import omniglot as omniglot_module
+from fewshot_course.data.omniglot import handwriting_image
 
 ALPHABETS = {"Alpha": 3, "Beta": 2, "Gamma": 4}  # 9 characters
 STEM = "images_background_small2"
@@ -124,6 +125,61 @@ def test_cache_is_reused_and_the_data_folder_left_alone(fake_root, cache, monkey
     second = Omniglot(fake_root, "background_small2")
     assert torch.equal(first.images_at(range(len(first))), second.images_at(range(len(second))))
     assert sorted(p.name for p in fake_root.iterdir()) == before
+
+
+def scan(*blocks: tuple[int, int, int, int], size: int = 105) -> bytes:
+    """A 1-bit black-on-white scan with ink in the blocks (row, column, height, width)."""
+    ink = np.zeros((size, size), dtype=bool)
+    for row, column, height, width in blocks:
+        ink[row:row + height, column:column + width] = True
+    return png_bytes(Image.fromarray(~ink).convert("1"))
+
+
+def ink_box(image: np.ndarray) -> tuple[float, float, int, int]:
+    """(centre row, centre column, height, width) of the pixels at least half inked."""
+    rows, columns = np.nonzero(image >= 128)
+    return ((rows.min() + rows.max() + 1) / 2, (columns.min() + columns.max() + 1) / 2,
+            rows.max() - rows.min() + 1, columns.max() - columns.min() + 1)
+
+
+def test_crop_to_ink_centres_the_drawing_and_fills_the_image_with_it():
+    # A 60 x 40 block near the top left corner: the crop, 1.15 x 60 = 69 pixels on a side
+    # around its centre, overhangs the scan there and is filled with paper.
+    png = scan((2, 5, 60, 40))
+    plain = handwriting_image(png, 32)
+    cropped = handwriting_image(png, 32, crop_to_ink=True)
+    assert cropped.shape == (32, 32) and cropped.dtype == np.uint8
+    assert ink_box(plain)[2] in (18, 19)  # 60 / 105 * 32 = 18.3 rows
+    row, column, height, width = ink_box(cropped)
+    assert (row, column) == (16, 16)
+    assert abs(height - 32 / omniglot_module.INK_MARGIN) <= 1  # 27.8 rows
+    assert abs(width - 40 / 69 * 32) <= 1
+    # paper all round the block: 2 rows above and below it, 6 columns left and right
+    assert not cropped[[0, -1]].any() and not cropped[:, :6].any() and not cropped[:, -6:].any()
+    assert cropped.max() == 255  # the block's inside is still full ink
+
+
+def test_crop_to_ink_keeps_a_small_mark_small_and_a_blank_page_blank():
+    dot = handwriting_image(scan((70, 80, 4, 4)), 32, crop_to_ink=True)
+    row, column, height, width = ink_box(dot)
+    assert (row, column) == (16, 16)
+    assert height <= 4 / 48 * 32 + 1 and width <= 4 / 48 * 32 + 1  # the crop is 48 pixels wide
+    assert not handwriting_image(scan(), 32, crop_to_ink=True).any()
+
+
+def test_crop_to_ink_dataset_and_its_own_cache(fake_root, cache):
+    plain = Omniglot(fake_root, "background_small2", image_size=32)
+    cropped = Omniglot(fake_root, "background_small2", image_size=32, crop_to_ink=True)
+    assert cropped.crop_to_ink and not plain.crop_to_ink
+    assert cropped.class_names == plain.class_names
+    assert torch.equal(cropped.labels, plain.labels)
+    image, _ = cropped[20 * 3 + 4]  # Beta/character01, drawing 05
+    expected = handwriting_image(png_bytes(drawing(1000 * 1 + 20 * 1 + 5)), 32, crop_to_ink=True)
+    assert torch.equal(image[0], torch.from_numpy(expected.astype(np.float32) / 255))
+    assert not torch.equal(image, plain[20 * 3 + 4][0])
+    assert len(list(cache.glob("*_32px_ink_*.pt"))) == 1 and len(list(cache.glob("*.pt"))) == 2
+    again = Omniglot(fake_root, "background_small2", image_size=32, crop_to_ink=True)
+    assert torch.equal(again.images_at(range(180)), cropped.images_at(range(180)))
 
 
 def test_extracted_folder_reads_the_same(fake_root, tmp_path):

@@ -71,7 +71,8 @@ def _number(path: str, kind: str, source: str) -> int:
     return int(match.group(2))
 
 
-def lake_one_shot_runs(path: str | Path, *, image_size: int = 28) -> list[Episode]:
+def lake_one_shot_runs(path: str | Path, *, image_size: int = 28,
+                       crop_to_ink: bool = False) -> list[Episode]:
     """The 20 runs of Lake's benchmark as episodes (20-way, 1 shot, 20 queries each).
 
     Args:
@@ -79,6 +80,8 @@ def lake_one_shot_runs(path: str | Path, *, image_size: int = 28) -> list[Episod
             run01..run20 or one above it).
         image_size: side of the square images; drawings are inverted (strokes high) and
             area-averaged like ``Omniglot``'s.
+        crop_to_ink: crop each drawing to a square around its ink first, as ``Omniglot`` does
+            with ``crop_to_ink=True``; use the setting the model was trained with.
 
     Returns:
         One ``Episode`` per run, in run order: ``support_x`` [20, 1, S, S] are class01..class20
@@ -96,12 +99,14 @@ def lake_one_shot_runs(path: str | Path, *, image_size: int = 28) -> list[Episod
                                 "(the zip or the extracted folder)")
     files = _Files(path)
     try:
-        return [_episode(files, run, index, image_size) for index, run in enumerate(files.runs)]
+        return [_episode(files, run, index, image_size, crop_to_ink)
+                for index, run in enumerate(files.runs)]
     finally:
         files.close()
 
 
-def _episode(files: _Files, run: str, run_index: int, image_size: int) -> Episode:
+def _episode(files: _Files, run: str, run_index: int, image_size: int,
+             crop_to_ink: bool) -> Episode:
     source = f"{run}/class_labels.txt"
     lines = [line.split() for line in files.read(run, "class_labels.txt").decode().splitlines()
              if line.strip()]
@@ -116,7 +121,8 @@ def _episode(files: _Files, run: str, run_index: int, image_size: int) -> Episod
                          f"got items {sorted(truth)} and classes {sorted(set(truth.values()))}")
 
     def load(relative: str) -> torch.Tensor:
-        return torch.from_numpy(handwriting_image(files.read(run, relative), image_size))
+        png = files.read(run, relative)
+        return torch.from_numpy(handwriting_image(png, image_size, crop_to_ink=crop_to_ink))
 
     support = torch.stack([load(f"training/class{k:02d}.png") for k in range(1, n + 1)])
     query = torch.stack([load(f"test/item{m:02d}.png") for m in range(1, n + 1)])

@@ -6,9 +6,10 @@ characters, for meta-training) and an ``evaluation`` set (20 other alphabets, 65
 plus two small background subsets of 5 alphabets each. Layout inside a zip:
 ``images_background/<Alphabet>/characterNN/<id>_<drawer>.png``, 105x105 1-bit PNGs, black on white.
 
-Images are inverted (strokes high) and reduced to ``image_size`` with area averaging. The decoded
-tensors of a zip are cached in ``cache_dir()`` (never next to the data, which may be read-only);
-an extracted folder is decoded afresh each time.
+Images are inverted (strokes high) and reduced to ``image_size`` with area averaging, optionally
+after cropping each drawing to a square around its ink. The decoded tensors of a zip are cached in
+``cache_dir()`` (never next to the data, which may be read-only); an extracted folder is decoded
+afresh each time.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ OMNIGLOT_FILES = {
     "background_small2": ("images_background_small2.zip", "b75a71a51d3b13f821f212756fe481fd"),
 }
 CACHE_VERSION = 1
+# crop_to_ink: the square around a drawing's ink is this many times its longer side, and at least
+# this fraction of the scan's side, so that a dot or a short stroke is not blown up to fill the
+# image.
+INK_MARGIN = 1.15
+MIN_CROP_FRACTION = 48 / 105
 _IMAGE_PATH = re.compile(r"(?:^|/)([^/]+)/([^/]+)/([^/]+\.png)$", re.IGNORECASE)
 
 
@@ -66,17 +72,42 @@ def available_splits(root: str | Path | None = None) -> list[str]:
             if (root / filename).exists() or (root / filename.removesuffix(".zip")).is_dir()]
 
 
-def handwriting_image(png: bytes, image_size: int) -> np.ndarray:
+def handwriting_image(png: bytes, image_size: int, *, crop_to_ink: bool = False) -> np.ndarray:
     """A black-on-white scan (PNG bytes) -> [image_size, image_size] uint8, strokes high.
 
     The image is inverted and resized with box (area) averaging, so thin strokes stay visible
     as grey instead of vanishing or aliasing.
+
+    With ``crop_to_ink``, the square cut out first is centred on the bounding box of the ink,
+    ``INK_MARGIN`` times its longer side (at least ``MIN_CROP_FRACTION`` of the scan's side),
+    with blank paper wherever it overhangs the scan. Every character then fills the image
+    whatever its size and place on the page, so a drawing's strokes get more pixels; its size
+    relative to the page is lost. The square is sampled bilinearly at 8 times ``image_size``,
+    then box-averaged.
     """
     with Image.open(io.BytesIO(png)) as image:
         grey = image.convert("L")
+    if crop_to_ink:
+        return _cropped_to_ink(255 - np.asarray(grey, dtype=np.float32), image_size)
     if grey.size != (image_size, image_size):
         grey = grey.resize((image_size, image_size), Image.Resampling.BOX)
     return 255 - np.asarray(grey, dtype=np.uint8)  # box averaging commutes with inversion
+
+
+def _cropped_to_ink(ink: np.ndarray, image_size: int) -> np.ndarray:
+    """ink [H, W] float32 in [0, 255], strokes high -> [image_size, image_size] uint8."""
+    rows, cols = np.nonzero(ink > 127)
+    if len(rows) == 0:  # a blank page: nothing to centre on, so keep the whole page
+        rows, cols = np.array([0, ink.shape[0] - 1]), np.array([0, ink.shape[1] - 1])
+    centre_y, centre_x = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
+    extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    side = max(INK_MARGIN * extent, MIN_CROP_FRACTION * max(ink.shape))
+    box = (centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2)
+    fine = Image.fromarray(ink).transform((8 * image_size, 8 * image_size),
+                                          Image.Transform.EXTENT, box,
+                                          Image.Resampling.BILINEAR, fillcolor=0)
+    reduced = np.asarray(fine.resize((image_size, image_size), Image.Resampling.BOX))
+    return np.clip(reduced, 0, 255).round().astype(np.uint8)
 
 
 def _png_files(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -90,7 +121,7 @@ def _png_files(source: Path) -> Iterator[tuple[str, bytes]]:
             yield name, archive.read(name)
 
 
-def _decode(source: Path, image_size: int) -> dict:
+def _decode(source: Path, image_size: int, crop_to_ink: bool = False) -> dict:
     """Every drawing: images [N, 1, S, S] uint8, labels [N], alphabet and character per class."""
     entries = []
     for name, png in progress(_png_files(source), desc=f"decoding {source.name}"):
@@ -102,7 +133,8 @@ def _decode(source: Path, image_size: int) -> dict:
     entries.sort(key=lambda entry: entry[:3])
     classes = list(dict.fromkeys((alphabet, character) for alphabet, character, _, _ in entries))
     class_of = {key: label for label, key in enumerate(classes)}
-    images = np.stack([handwriting_image(png, image_size) for *_, png in entries])
+    images = np.stack([handwriting_image(png, image_size, crop_to_ink=crop_to_ink)
+                       for *_, png in entries])
     return {"version": CACHE_VERSION,
             "images": torch.from_numpy(images)[:, None],
             "labels": torch.tensor([class_of[(a, c)] for a, c, _, _ in entries]),
@@ -126,6 +158,8 @@ class Omniglot(ImageDataset):
             the eight symmetries of the square; a mirrored character is as new to the network as
             a rotated one). Mirrored classes follow the others: with V = 4 rotations (or 1),
             class ``c + (r + V) * C`` is character ``c`` mirrored, then rotated by ``90 * r``.
+        crop_to_ink: crop every drawing to a square around its ink before resizing
+            (``handwriting_image``), so characters fill the image whatever their size.
 
     Items are (image [1, image_size, image_size] float32 in [0, 1], strokes high; class id).
     Attributes: ``labels``, ``class_names`` ("Greek/character01", rotated ones "... rot90"),
@@ -140,7 +174,8 @@ class Omniglot(ImageDataset):
     """
 
     def __init__(self, root: str | Path, split: str, *, download: bool = False,
-                 image_size: int = 28, rotations: bool = False, mirrors: bool = False) -> None:
+                 image_size: int = 28, rotations: bool = False, mirrors: bool = False,
+                 crop_to_ink: bool = False) -> None:
         if split not in OMNIGLOT_FILES:
             raise ValueError(f"split = {split!r}; use one of {list(OMNIGLOT_FILES)}")
         root = Path(root).expanduser()
@@ -148,11 +183,12 @@ class Omniglot(ImageDataset):
         url = OMNIGLOT_BASE_URL + filename
         folder = root / filename.removesuffix(".zip")
         if folder.is_dir() and not (root / filename).exists():
-            data = _decode(folder, image_size)
+            data = _decode(folder, image_size, crop_to_ink)
         else:
             source = ensure_file(root / filename, url, md5, download=download)
-            data = self._cached(source, url, md5, image_size)
+            data = self._cached(source, url, md5, image_size, crop_to_ink)
         self.root, self.split, self.image_size = root, split, image_size
+        self.crop_to_ink = crop_to_ink
         self.rotations, self.mirrors = rotations, mirrors
         names = [f"{a}/{c}" for a, c in zip(data["alphabets"], data["characters"], strict=True)]
         super().__init__(data["images"], data["labels"], names, data["alphabets"])
@@ -169,15 +205,16 @@ class Omniglot(ImageDataset):
         self.class_groups = list(range(n_classes)) * len(variants)
 
     @staticmethod
-    def _cached(source: Path, url: str, md5: str, image_size: int) -> dict:
+    def _cached(source: Path, url: str, md5: str, image_size: int, crop_to_ink: bool) -> dict:
         stat = source.stat()
         stamp = [md5, stat.st_size, stat.st_mtime_ns]
         where = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
-        path = cache_dir() / f"omniglot_{source.stem}_{image_size}px_{where}.pt"
+        cropped = "_ink" if crop_to_ink else ""
+        path = cache_dir() / f"omniglot_{source.stem}_{image_size}px{cropped}_{where}.pt"
         data = load_or_none(path)
         if data is None or data.get("stamp") != stamp or data.get("version") != CACHE_VERSION:
             check_md5(source, url, md5)
-            data = _decode(source, image_size)
+            data = _decode(source, image_size, crop_to_ink)
             data["stamp"] = stamp
             try:
                 save_atomic(data, path)
