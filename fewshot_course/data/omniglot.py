@@ -97,8 +97,8 @@ def handwriting_image(png: bytes, image_size: int, *, crop_to_ink: bool = False)
 def _cropped_to_ink(ink: np.ndarray, image_size: int) -> np.ndarray:
     """ink [H, W] float32 in [0, 255], strokes high -> [image_size, image_size] uint8."""
     rows, cols = np.nonzero(ink > 127)
-    if len(rows) == 0:  # a blank page: nothing to centre on, so keep the whole page
-        rows, cols = np.array([0, ink.shape[0] - 1]), np.array([0, ink.shape[1] - 1])
+    if len(rows) == 0:  # a blank page: nothing to centre on
+        return np.zeros((image_size, image_size), dtype=np.uint8)
     centre_y, centre_x = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
     extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
     side = max(INK_MARGIN * extent, MIN_CROP_FRACTION * max(ink.shape))
@@ -121,7 +121,7 @@ def _png_files(source: Path) -> Iterator[tuple[str, bytes]]:
             yield name, archive.read(name)
 
 
-def _decode(source: Path, image_size: int, crop_to_ink: bool = False) -> dict:
+def _decode(source: Path, image_size: int, crop_to_ink: bool) -> dict:
     """Every drawing: images [N, 1, S, S] uint8, labels [N], alphabet and character per class."""
     entries = []
     for name, png in progress(_png_files(source), desc=f"decoding {source.name}"):
