@@ -45,9 +45,10 @@ only the head's gradient, skipping a backward pass through the convolutions and,
 order, its double backward; the numbers are the same (tests/test_maml.py checks it).
 
 Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
-hint that keeps Conv4's convolutions in the standard memory layout on the CPU: their graph is
-differentiated twice, and channels-last double backward was measured slower. Other models ignore
-the hint; results are the same either way.
+hint that their graph will be differentiated twice: there Conv4 takes the convolution and
+BatchNorm of ``fewshot_course.second_order``, whose double backward is written out by hand and
+runs faster on the CPU than PyTorch's generic one. Other models ignore the hint; results are the
+same either way.
 """
 
 from __future__ import annotations

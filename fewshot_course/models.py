@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot_course import second_order
+
 
 class BatchStatNorm2d(nn.Module):
     """BatchNorm over [B, C, H, W] that always normalises with the statistics of the batch given.
@@ -30,7 +32,9 @@ class BatchStatNorm2d(nn.Module):
     gradients (relative errors of about 1e-2 in float64 with torch 2.14, measured), so under any
     transform they are applied explicitly after an affine-free normalisation, which is exact. Both
     forms compute the same function; the fused one skips two passes over the activations and their
-    backward (measured about 8% of a Conv4 meta-iteration on the CPU).
+    backward (measured about 8% of a Conv4 meta-iteration on the CPU). Within
+    ``graph_for_second_derivatives()`` on the CPU the fused kernel's double backward is the one
+    written out in ``fewshot_course.second_order``.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
@@ -42,30 +46,39 @@ class BatchStatNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C, H, W] -> [B, C, H, W]."""
         if not _under_torch_func():
+            if _second_derivatives_by_hand(x):
+                return second_order.batch_norm(x, self.weight, self.bias, self.eps)
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         normalised = F.batch_norm(x, None, None, training=True, eps=self.eps)
         return normalised * self.weight[:, None, None] + self.bias[:, None, None]
 
 
-_CHANNELS_LAST: ContextVar[bool] = ContextVar("channels_last", default=True)
+_SECOND_DERIVATIVES: ContextVar[bool] = ContextVar("second_derivatives", default=False)
 
 
 @contextmanager
 def graph_for_second_derivatives() -> Iterator[None]:
-    """Within this context Conv4 keeps the standard layout on the CPU: for passes whose graph will
-    be differentiated twice, such as second-order MAML's inner steps.
+    """Within this context Conv4's blocks on the CPU use ``fewshot_course.second_order``'s
+    convolution and BatchNorm: for passes whose graph will be differentiated twice, such as
+    second-order MAML's inner steps.
 
-    Channels-last convolutions speed up forward and backward passes, but their double backward
-    was timed slower than the standard layout's (Conv4, 5 to 75 images). Only the max-pool, whose
-    standard-layout kernel is the slow one, finds its maxima on a channels-last copy
-    (``_max_pool_by_gather``). Outputs and gradients are the same either way; only the speed
-    differs.
+    Their forward passes and first derivatives are PyTorch's kernels; their double backward is
+    written out by hand, which made a 5-step second-order Conv4 meta-iteration about 13% faster
+    on the CPU (benchmarks/RESULTS.md, section "throughput"). Results are the same either way, to
+    float64 precision; only the speed differs. Under ``torch.autocast`` (mixed precision, where
+    the kernels' inputs change dtype) the context changes nothing.
     """
-    token = _CHANNELS_LAST.set(False)
+    token = _SECOND_DERIVATIVES.set(True)
     try:
         yield
     finally:
-        _CHANNELS_LAST.reset(token)
+        _SECOND_DERIVATIVES.reset(token)
+
+
+def _second_derivatives_by_hand(x: torch.Tensor) -> bool:
+    """Whether this call on x should use ``fewshot_course.second_order``'s layers."""
+    return (_SECOND_DERIVATIVES.get() and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and not _under_torch_func())
 
 
 def _under_torch_func() -> bool:
@@ -95,37 +108,16 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.conv.weight
-        plain_cpu_call = x.device.type == "cpu" and not _under_torch_func()
-        channels_last = plain_cpu_call and _CHANNELS_LAST.get()
-        if channels_last:
-            # The CPU's convolution kernels run about 1.5x faster on channels-last activations
-            # (measured on a Conv4 step); the output keeps the layout through the block.
+        if x.device.type == "cpu" and not _under_torch_func():
+            # The CPU's convolution and max-pool kernels run about 1.5x faster on channels-last
+            # activations (measured on a Conv4 step); the output keeps the layout through the block.
             x = x.to(memory_format=torch.channels_last)
             weight = weight.to(memory_format=torch.channels_last)
-        y = self.norm(F.conv2d(x, weight, padding=self.conv.padding))
-        if plain_cpu_call and not channels_last:
-            return F.relu(_max_pool_by_gather(y))
-        return F.relu(F.max_pool2d(y, kernel_size=2))
-
-
-def _max_pool_by_gather(y: torch.Tensor) -> torch.Tensor:
-    """``F.max_pool2d(y, 2)`` for a standard-layout CPU tensor y [B, C, H, W], differentiably.
-
-    The CPU's max-pool kernel is several times slower on the standard layout than on channels-last
-    (about 1 ms against 0.05 ms for 5 images of 64 x 28 x 28, measured), and second-order MAML's
-    inner steps keep the standard layout (``graph_for_second_derivatives``). So the maxima are
-    located on a channels-last copy, without a graph, and picked out of y with ``gather``: the
-    same values and the same arg-max indices, hence the same gradients, and ``gather``'s backward
-    and double backward are cheap.
-    """
-    batch, channels, height, width = y.shape
-    with torch.no_grad():
-        _, indices = F.max_pool2d(y.detach().contiguous(memory_format=torch.channels_last),
-                                  kernel_size=2, return_indices=True)
-    out_height, out_width = indices.shape[-2:]
-    picked = y.reshape(batch, channels, height * width).gather(
-        2, indices.reshape(batch, channels, out_height * out_width))
-    return picked.view(batch, channels, out_height, out_width)
+        if _second_derivatives_by_hand(x):
+            convolved = second_order.conv2d(x, weight, self.conv.padding)
+        else:
+            convolved = F.conv2d(x, weight, padding=self.conv.padding)
+        return F.relu(F.max_pool2d(self.norm(convolved), kernel_size=2))
 
 
 class Conv4(nn.Module):
