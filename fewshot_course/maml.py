@@ -47,8 +47,9 @@ order, its double backward; the numbers are the same (tests/test_maml.py checks 
 Second-order inner steps run inside ``fewshot_course.models.graph_for_second_derivatives()``, a
 hint that their graph will be differentiated twice: there Conv4 takes the convolution and
 BatchNorm of ``fewshot_course.second_order``, whose double backward is written out by hand and
-runs faster on the CPU than PyTorch's generic one. Other models ignore the hint; results are the
-same either way.
+runs faster on the CPU than PyTorch's generic one (a 5-step second-order Conv4 meta-iteration
+took 2.36 times its plain forward and backward passes, against 2.83 before; benchmarks/RESULTS.md,
+section "throughput"). Other models ignore the hint; results are the same either way.
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ class MAML(nn.Module):
             runs recorded), in about the same memory; the vmapped Conv4 (32 tasks of 5-way 1-shot
             15-query) ran at about 0.3x the speed of learn2learn with about 18-20x its peak memory
             (3.2 GB), because convolutions with per-task weights become grouped convolutions
-            and every task's graph is alive at once, while the loop runs at 0.95-1.16x
-            learn2learn's speed (1.39x with a zero head, which skips the body's first inner
-            gradient) in 0.9-1.4x its memory.
+            and every task's graph is alive at once, while the loop runs at 1.0-1.23x
+            learn2learn's speed (1.23x at 5 second-order steps, where the hand-written double
+            backward of ``fewshot_course.second_order`` counts most; 1.28x with a zero head,
+            which skips the body's first inner gradient) in 0.9-1.4x its memory.
         loss: ``"cross_entropy"`` (classification; logits [Q, N], labels [Q]) or ``"mse"``
             (regression; targets reshaped to the outputs' shape).
         zero_init: names of model parameters (e.g. ``("head.weight", "head.bias")``) that start

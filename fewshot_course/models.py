@@ -63,7 +63,7 @@ def graph_for_second_derivatives() -> Iterator[None]:
     second-order MAML's inner steps.
 
     Their forward passes and first derivatives are PyTorch's kernels; their double backward is
-    written out by hand, which made a 5-step second-order Conv4 meta-iteration about 13% faster
+    written out by hand, which made a 5-step second-order Conv4 meta-iteration about 18% faster
     on the CPU (benchmarks/RESULTS.md, section "throughput"). Results are the same either way, to
     float64 precision; only the speed differs. Under ``torch.autocast`` (mixed precision, where
     the kernels' inputs change dtype) the context changes nothing.
