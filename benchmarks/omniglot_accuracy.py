@@ -432,6 +432,43 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
     return per_alphabet, Result.from_accuracies(everything), time.process_time() - start
 
 
+def scored_variants(name: str, method, args) -> dict:
+    """The rows to score for one trained method: a label per test-time setting of ``args``
+    (copies at each --test-strength, views, both, transductive, other inner loops), the
+    plain method first."""
+    variants = {name: method}
+    copies = args.test_copies if name in args.test_copies_for else 0
+    views = args.test_views if name in args.test_views_for else 1
+    # One strength labels its rows as before; several (a validation run) each get their own.
+    strengths = {"" if len(args.test_strength) == 1 else f" at strength {strength:g}": strength
+                 for strength in args.test_strength}
+    if copies:
+        for at, strength in strengths.items():
+            variants[f"{name} + {copies} copies{at}"] = with_test_time(
+                method, copies=copies, strength=strength, seed=args.seed)
+    if views > 1:
+        variants[f"{name} + {views} views"] = with_test_time(method, views=views)
+    if copies and views > 1:
+        for at, strength in strengths.items():
+            variants[f"{name} + {views} views and {copies} copies{at}"] = with_test_time(
+                method, views=views, copies=copies, strength=strength, seed=args.seed)
+    if name == "protonet":
+        for steps_, temperature in step_settings(args.test_transductive,
+                                                 "--test-transductive", "STEPS:TEMPERATURE",
+                                                 default=1.0):
+            setting = f"transductive, {steps_} steps at temperature {temperature:g}"
+            for n_views in dict.fromkeys((1, views)):
+                label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "
+                variants[label + setting] = with_test_time(
+                    method, views=n_views, transductive=True, iterations=steps_,
+                    temperature=temperature)
+    if name != "protonet":
+        for steps_, step_size in step_settings(args.test_inner, "--test-inner", "STEPS:LR"):
+            variants[f"{name}, {steps_} test steps of {step_size:g}"] = MAMLClassifier(
+                method.maml, test_steps=steps_, test_inner_lr=step_size)
+    return variants
+
+
 def step_settings(items: list[str], flag: str, example: str,
                   default: float | None = None) -> list[tuple[int, float]]:
     """(steps, number) pairs from items like ``3:1`` (``--test-transductive``: steps and a
@@ -450,8 +487,9 @@ def augmentation_sentence(args) -> str:
     """What the rows '+ N copies' and '+ V views' mean, for the report ('' when neither ran)."""
     parts = []
     if args.test_copies:
+        strengths = " or ".join(f"{strength:g}" for strength in args.test_strength)
         parts.append(f"'+ {args.test_copies} copies': each support and query image joined by "
-                     f"{args.test_copies} copies distorted at strength {args.test_strength:g}, "
+                     f"{args.test_copies} copies distorted at strength {strengths}, "
                      "query log-probabilities averaged")
     if args.test_views > 1:
         which = "rotations and mirror images" if args.test_views == 8 else "rotations"
@@ -494,7 +532,8 @@ def main() -> None:
                         "copies of every support image, queries averaged over N copies "
                         "(fewshot_course.methods.AugmentedEpisodes); 0: off")
     p.add_argument("--test-copies-for", nargs="+", default=["protonet"], choices=sorted(RECIPES))
-    p.add_argument("--test-strength", type=float, default=0.5, help="their distortion strength")
+    p.add_argument("--test-strength", type=float, nargs="+", default=[0.5], metavar="STRENGTH",
+                   help="their distortion strength; several give rows for each (validation)")
     p.add_argument("--test-views", type=int, default=1, choices=(1, 4, 8),
                    help="also score each method of --test-views-for on this many turned and "
                         "mirrored views of every test episode, averaged "
@@ -589,32 +628,7 @@ def main() -> None:
             continue
         method = load_checkpoint(checkpoint, device=args.device)
         steps = read_checkpoint(checkpoint)["step"]
-        variants = {name: method}
-        copies = args.test_copies if name in args.test_copies_for else 0
-        views = args.test_views if name in args.test_views_for else 1
-        augment = {"strength": args.test_strength, "seed": args.seed}
-        if copies:
-            variants[f"{name} + {copies} copies"] = with_test_time(method, copies=copies,
-                                                                   **augment)
-        if views > 1:
-            variants[f"{name} + {views} views"] = with_test_time(method, views=views)
-        if copies and views > 1:
-            variants[f"{name} + {views} views and {copies} copies"] = with_test_time(
-                method, views=views, copies=copies, **augment)
-        if name == "protonet":
-            for steps_, temperature in step_settings(args.test_transductive,
-                                                     "--test-transductive", "STEPS:TEMPERATURE",
-                                                     default=1.0):
-                setting = f"transductive, {steps_} steps at temperature {temperature:g}"
-                for n_views in dict.fromkeys((1, views)):
-                    label = f"{name} + {n_views} views, " if n_views > 1 else f"{name}, "
-                    variants[label + setting] = with_test_time(
-                        method, views=n_views, transductive=True, iterations=steps_,
-                        temperature=temperature)
-        if name != "protonet":
-            for steps_, step_size in step_settings(args.test_inner, "--test-inner", "STEPS:LR"):
-                variants[f"{name}, {steps_} test steps of {step_size:g}"] = MAMLClassifier(
-                    method.maml, test_steps=steps_, test_inner_lr=step_size)
+        variants = scored_variants(name, method, args)
         for label, scored in variants.items():
             per_alphabet, overall, eval_cpu = evaluate_alphabets(scored, test_set, args)
             rows.append((label, name, steps, history.cpu_seconds / 60, per_alphabet, overall,
