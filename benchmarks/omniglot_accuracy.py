@@ -257,7 +257,7 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 RECIPES = {
     "protonet": dict(hidden=64, train_ways=40, train_queries=1, meta_batch=1, lr=1e-3,
                      lr_schedule="cosine", image_size=32, precision="bfloat16",
-                     same_symmetry=True, global_max_pool=True, crop_to_ink=False),
+                     same_symmetry=True, global_max_pool=True, crop_to_ink=False, margin=0.0),
     "maml": dict(hidden=64, train_ways=20, train_queries=2, meta_batch=4, lr=1e-3, inner_lr=0.4,
                  inner_steps=1, test_steps=10, lr_schedule="cosine", image_size=32,
                  zero_head=True, test_inner_lr=0.05, any_way=False, precision="bfloat16",
@@ -268,7 +268,8 @@ RECIPES["fomaml"] = dict(RECIPES["maml"])  # first-order MAML: MAML's recipe (se
 
 LEGACY_DEFAULTS = {"lr_schedule": "constant", "image_size": 28, "zero_head": False,
                    "test_inner_lr": None, "any_way": False, "precision": "float32",
-                   "same_symmetry": False, "global_max_pool": False, "crop_to_ink": False}
+                   "same_symmetry": False, "global_max_pool": False, "crop_to_ink": False,
+                   "margin": 0.0}
 
 # The course's targets: test error after at most 15 CPU-minutes of meta-training.
 TARGETS = {"protonet": 0.10, "maml": 0.15, "fomaml": 0.15}
@@ -405,7 +406,8 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
                           zero_head=recipe.get("zero_head", False),
                           test_inner_lr=recipe.get("test_inner_lr"),
                           any_way=recipe.get("any_way", False),
-                          global_max_pool=recipe.get("global_max_pool", False))
+                          global_max_pool=recipe.get("global_max_pool", False),
+                          margin=recipe.get("margin", 0.0))
     if args.augment:
         dataset = Distorted(dataset, strength=args.augment, seed=args.seed)
     if args.train_within_alphabet:

@@ -60,6 +60,34 @@ def test_protonet_meta_loss_is_query_cross_entropy_and_trains_the_encoder():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
+def test_protonet_margin_scales_the_true_class_distance_in_the_loss_only():
+    torch.manual_seed(0)
+    plain = ProtoNet(Conv4(hidden=8).features)
+    margined = ProtoNet(plain.encoder, margin=0.25)
+    episode = Episode(images(3, 0), torch.tensor([0, 1, 2]), images(6, 10),
+                      torch.tensor([0, 0, 1, 1, 2, 2]), (0, 1, 2))
+    batch = EpisodeBatch.stack([episode])
+    distances = -plain.fit(episode.support_x, episode.support_y).predict(episode.query_x)
+    # Softmax of -d_n^2, with the true class's d^2 counted 1.25 times, by hand.
+    true_distance = 1.25 * distances[torch.arange(6), episode.query_y]
+    others = distances.clone()
+    others[torch.arange(6), episode.query_y] = true_distance
+    expected = (true_distance + torch.logsumexp(-others, dim=1)).mean()
+    loss, accuracy = margined.meta_loss(batch)
+    torch.testing.assert_close(loss, expected)
+    assert loss.item() > plain.meta_loss(batch)[0].item()  # asks for more than the right answer
+    assert accuracy.item() == plain.meta_loss(batch)[1].item()
+    torch.testing.assert_close(margined.fit(episode.support_x, episode.support_y)
+                               .predict(episode.query_x), -distances)
+    built = build_method("protonet", hidden=8, margin=0.25)
+    assert built.margin == 0.25 and built.config["margin"] == 0.25
+    assert "margin" not in build_method("protonet", hidden=8).config  # older configs match
+    with pytest.raises(ValueError, match=">= 0"):
+        ProtoNet(nn.Flatten(), margin=-0.1)
+    with pytest.raises(ValueError, match="'maml' has none"):
+        build_method("maml", margin=0.25)
+
+
 def test_a_support_set_missing_a_class_is_refused_with_the_class_named():
     net = ProtoNet(nn.Flatten())
     with pytest.raises(ValueError, match=r"classes \[1\] have none"):

@@ -167,6 +167,17 @@ def test_a_checkpoint_rebuilds_a_protonet_with_a_global_max_pool(tmp_path):
     assert_same_predictions(loaded, method, dataset)
 
 
+def test_a_checkpoint_rebuilds_a_protonet_with_its_training_margin(tmp_path):
+    dataset = shapes_dataset()
+    torch.manual_seed(0)
+    method = build_method("protonet", hidden=4, image_size=16, margin=0.25)
+    train(method, EpisodeSampler(dataset, 3, 1, 2, seed=0), 2, meta_batch=2, device="cpu",
+          checkpoint=tmp_path / "margin.pt")
+    loaded = load_checkpoint(tmp_path / "margin.pt", device="cpu")
+    assert loaded.config == method.config and loaded.margin == 0.25
+    assert_same_predictions(loaded, method, dataset)
+
+
 def test_a_cpu_budget_stops_training_at_a_checkpoint_that_a_larger_budget_continues(tmp_path):
     dataset = shapes_dataset()
     path = tmp_path / "budget.pt"

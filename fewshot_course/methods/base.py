@@ -46,14 +46,19 @@ class FewShotClassifier(nn.Module):
         """``meta_loss`` computed the way evaluation works: fit then predict, task by task.
 
         Methods whose training objective is exactly "classify the queries after fitting the
-        support set" (ProtoNet, for example) use this as their ``meta_loss``.
+        support set" (ProtoNet, for example) use this as their ``meta_loss``; each episode's loss
+        is ``query_loss``.
         """
         losses, accuracies = [], []
         for episode in batch:
             logits = self.fit(episode.support_x, episode.support_y).predict(episode.query_x)
-            losses.append(F.cross_entropy(logits, episode.query_y))
+            losses.append(self.query_loss(logits, episode.query_y))
             accuracies.append((logits.argmax(dim=1) == episode.query_y).float().mean())
         return torch.stack(losses).mean(), torch.stack(accuracies).mean()
+
+    def query_loss(self, logits: torch.Tensor, query_y: torch.Tensor) -> torch.Tensor:
+        """The training loss of one episode's query logits [Q, N] and labels [Q]: cross-entropy."""
+        return F.cross_entropy(logits, query_y)
 
     @property
     def device(self) -> torch.device:
