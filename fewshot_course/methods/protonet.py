@@ -5,10 +5,11 @@ examples, c_n = mean_{i: y_i = n} f(x_i); a query is scored by its negative squa
 distance to each prototype, logit_n(x) = -||f(x) - c_n||^2. Meta-training minimises the
 cross-entropy of those logits on the query set, episode after episode.
 
-With ``margin`` m > 0 the training loss asks for more than the right answer: the true class's
-squared distance counts (1 + m) times, so a query's loss keeps falling until it lies clearly closer
-to its own prototype than to the others, d_true^2 (1 + m) < d_other^2, a multiplicative margin in
-the spirit of the large-margin softmax losses (Liu et al., ICML 2016). Prediction is unchanged.
+With ``margin`` m > 0 the training loss asks for more than the right answer: it scores each query
+as if it lay (1 + m) times farther (in squared distance) from its own prototype, so it keeps
+pushing until d_true^2 (1 + m) is well below every other class's d^2. This is a multiplicative
+margin in the spirit of the large-margin softmax losses (Liu et al., ICML 2016). Prediction is
+unchanged.
 """
 
 from __future__ import annotations
