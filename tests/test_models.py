@@ -48,6 +48,17 @@ def test_conv4_default_is_mamls_omniglot_network():
     assert model.head.in_features == 64 and model.head.out_features == 5
 
 
+def test_a_larger_first_kernel_keeps_every_shape_and_only_widens_the_first_convolution():
+    model = Conv4(hidden=6, image_size=32, global_max_pool=True, first_kernel=5)
+    kernels = [m.kernel_size for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert kernels == [(5, 5), (3, 3), (3, 3), (3, 3)]
+    first = model.features[0]
+    assert first(torch.rand(2, 1, 32, 32)).shape == (2, 6, 16, 16)  # "same" padding, then pool
+    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 5)
+    with pytest.raises(ValueError, match="odd"):
+        Conv4(first_kernel=4)
+
+
 def test_conv4_rejects_images_too_small_for_four_pools():
     with pytest.raises(ValueError, match="image_size=8"):
         Conv4(image_size=8)

@@ -154,16 +154,19 @@ def test_validation_and_load_checkpoint_rebuild_the_trained_method(tmp_path):
     assert_same_predictions(loaded, method, dataset)
 
 
-def test_a_checkpoint_rebuilds_a_protonet_with_a_global_max_pool(tmp_path):
+def test_a_checkpoint_rebuilds_a_protonet_with_a_global_max_pool_and_a_5x5_first_kernel(
+        tmp_path):
     dataset = shapes_dataset()
     torch.manual_seed(0)
-    method = build_method("protonet", hidden=4, image_size=16, global_max_pool=True)
+    method = build_method("protonet", hidden=4, image_size=16, global_max_pool=True,
+                          first_kernel=5)
     assert build_method("protonet").config.keys() < method.config.keys()  # older configs match
     train(method, EpisodeSampler(dataset, 3, 1, 2, seed=0), 2, meta_batch=2, device="cpu",
           checkpoint=tmp_path / "pooled.pt")
     loaded = load_checkpoint(tmp_path / "pooled.pt", device="cpu")
     assert loaded.config == method.config
     assert isinstance(loaded.encoder[4], torch.nn.AdaptiveMaxPool2d)
+    assert loaded.encoder[0].conv.kernel_size == (5, 5)
     assert_same_predictions(loaded, method, dataset)
 
 

@@ -38,7 +38,8 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
                  image_size: int = 28, n_base_classes: int | None = None, inner_lr: float = 0.4,
                  inner_steps: int = 1, test_steps: int | None = None, zero_head: bool = False,
                  test_inner_lr: float | None = None, any_way: bool = False,
-                 global_max_pool: bool = False, margin: float = 0.0) -> FewShotClassifier:
+                 global_max_pool: bool = False, margin: float = 0.0,
+                 first_kernel: int = 3) -> FewShotClassifier:
     """A freshly initialised method with a Conv4 backbone, by name (one of ``METHODS``).
 
     ``n_way`` sizes MAML's head; ``n_base_classes`` is required by ``finetune`` (its pre-training
@@ -46,9 +47,9 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
     ``test_inner_lr``, ``zero_head`` (Conv4's head starts every task at zero: ``MAML``'s
     ``zero_init``) and ``any_way`` (that zero head gets one row per class of each task, so
     ``n_way`` no longer limits N) configure the MAML family; ``global_max_pool`` ends Conv4's body
-    in a max over positions (``Conv4``); ``margin`` is ProtoNet's training-loss margin
-    (``ProtoNet``). The keyword arguments are kept as
-    ``.config`` so that a checkpoint can rebuild the method
+    in a max over positions and ``first_kernel`` sizes its first convolution (``Conv4``);
+    ``margin`` is ProtoNet's training-loss margin (``ProtoNet``). The keyword arguments are kept
+    as ``.config`` so that a checkpoint can rebuild the method
     (``fewshot_course.training.load_checkpoint``).
     """
     config = {"method": method, "n_way": n_way, "hidden": hidden, "in_channels": in_channels,
@@ -66,12 +67,14 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
         config["any_way"] = True
     if global_max_pool:
         config["global_max_pool"] = True
+    if first_kernel != 3:
+        config["first_kernel"] = first_kernel
     if margin:
         if method != "protonet":
             raise ValueError(f"margin is ProtoNet's training-loss margin; {method!r} has none")
         config["margin"] = margin
     backbone = Conv4(in_channels, n_way, hidden, image_size=image_size,
-                     global_max_pool=global_max_pool)
+                     global_max_pool=global_max_pool, first_kernel=first_kernel)
     if method in ("maml", "fomaml", "metasgd"):
         maml = MAML(backbone, inner_lr=inner_lr, inner_steps=inner_steps,
                     first_order=method == "fomaml", learn_inner_lr=method == "metasgd",
