@@ -44,8 +44,9 @@ alone and with the views. A query's prediction then depends on the other queries
 a different protocol from the other rows, so these rows are labelled and reported apart.
 ``--test-inner STEPS:LR`` adds rows for MAML and first-order MAML adapted to each test task with
 other inner-loop settings than their recipe's ``test_steps`` and ``test_inner_lr``.
-``--hold-out ALPHABET`` is the validation run that chooses such test-time settings without
-looking at the test alphabets: it meta-trains without one of small1's alphabets and scores on it.
+``--hold-out ALPHABET [ALPHABET ...]`` is the validation run that chooses such settings without
+looking at the test alphabets: it meta-trains without those of small1's alphabets and scores on
+them, the episodes split evenly over them as over the test alphabets.
 
 ``--combined`` instead meta-trains one ProtoNet on small1 + small2 together (Greek and Latin, which
 both hold, counted once) with rotations and keeps that checkpoint: it has seen the test alphabets
@@ -408,12 +409,16 @@ def alphabet_samplers(dataset, ways: int, shots: int, queries: int, seed: int,
     return samplers
 
 
-def held_out_split(train_set: Omniglot, alphabet: str, root: Path) -> tuple[ClassSubset, Omniglot]:
-    """small1 without ``alphabet`` (to train on) and small1 itself, unturned (to test on)."""
-    if alphabet not in train_set.alphabets:
-        raise SystemExit(f"--hold-out {alphabet!r}: background_small1's alphabets are "
-                         f"{train_set.alphabets}")
-    kept = [c for c, a in enumerate(train_set.class_alphabets) if a != alphabet]
+def held_out_split(train_set: Omniglot, alphabets: tuple[str, ...],
+                   root: Path) -> tuple[ClassSubset, Omniglot]:
+    """small1 without ``alphabets`` (to train on) and small1 itself, unturned (to test on)."""
+    for alphabet in alphabets:
+        if alphabet not in train_set.alphabets:
+            raise SystemExit(f"--hold-out {alphabet!r}: background_small1's alphabets are "
+                             f"{train_set.alphabets}")
+    if set(alphabets) >= set(train_set.alphabets):
+        raise SystemExit("--hold-out: keep at least one of small1's alphabets to train on")
+    kept = [c for c, a in enumerate(train_set.class_alphabets) if a not in alphabets]
     return (ClassSubset(train_set, kept),
             Omniglot(root, "background_small1", image_size=train_set.image_size,
                      crop_to_ink=train_set.crop_to_ink))
@@ -456,7 +461,7 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
 
 def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, float]:
     """Results per "alphabet (N-way)", over all alphabets, and the evaluation's CPU seconds."""
-    alphabets = (args.hold_out,) if args.hold_out else TEST_ALPHABETS
+    alphabets = tuple(args.hold_out) if args.hold_out else TEST_ALPHABETS
     samplers = alphabet_samplers(test, args.ways, args.shots, args.queries, args.seed + 100,
                                  alphabets)
     per_alphabet, everything = {}, []
@@ -588,9 +593,9 @@ def main() -> None:
                         "otherwise), once per setting")
     p.add_argument("--train-within-alphabet", action="store_true",
                    help="draw each training episode's classes from one alphabet, as at test")
-    p.add_argument("--hold-out", default=None, metavar="ALPHABET",
-                   help="a validation run: meta-train on small1 without this alphabet and test "
-                        "on it instead of small2's (for choosing test-time settings without "
+    p.add_argument("--hold-out", nargs="+", default=None, metavar="ALPHABET",
+                   help="a validation run: meta-train on small1 without these alphabets and "
+                        "test on them instead of small2's (for choosing settings without "
                         "looking at the test alphabets)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
@@ -647,7 +652,7 @@ def main() -> None:
                   + ("-samesym" if args.train_within_alphabet
                      and RECIPES[name]["same_symmetry"] else "")
                   + (f"-aug{args.augment:g}" if args.augment else "")
-                  + (f"-without-{args.hold_out}" if args.hold_out else ""))
+                  + (f"-without-{'+'.join(args.hold_out)}" if args.hold_out else ""))
         checkpoint = folder / f"{name}-small1{suffix}-{run_tag(name, args)}.pt"
         size, crop = RECIPES[name]["image_size"], RECIPES[name]["crop_to_ink"]
         if (size, crop) not in splits:
@@ -657,7 +662,7 @@ def main() -> None:
                 Omniglot(args.root, "background_small2", image_size=size, crop_to_ink=crop))
         train_set, test_set = splits[size, crop]
         if args.hold_out:
-            train_set, test_set = held_out_split(train_set, args.hold_out, args.root)
+            train_set, test_set = held_out_split(train_set, tuple(args.hold_out), args.root)
         try:
             history = train_method(name, train_set, args, checkpoint)
         except FloatingPointError as error:
@@ -687,13 +692,15 @@ def main() -> None:
                 for label, name, _, _, _, overall, _ in rows]
     targets = f"\n\nTargets: {'; '.join(verdicts)}."
     tested_on = "split evenly over the alphabets, each episode within one alphabet"
+    held_out = " and ".join(args.hold_out or ())
     if args.hold_out:  # a validation run: its figures are not the benchmark's
         targets = ""
-        tested_on = f"from {args.hold_out}, held out of training (small2 is not used)"
+        tested_on = (f"from {held_out}, held out of training (small2 is not used)"
+                     + (", split evenly over them" if len(args.hold_out) > 1 else ""))
     body = "\n".join(lines) + (
         f"{targets}"
         f"\n\nMeta-training on background_small1"
-        f"{f' without {args.hold_out}' if args.hold_out else ''}"
+        f"{f' without {held_out}' if args.hold_out else ''}"
         f"{' with rotations' if args.rotations else ''}"
         f"{' and mirror images' if args.mirrors else ''}"
         f"{', episodes within one alphabet' if args.train_within_alphabet else ''}"
