@@ -469,7 +469,7 @@ def train_method(name: str, dataset, args, checkpoint: Path) -> tuple:
 
 def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, float]:
     """Results per "alphabet (N-way)", over all alphabets, and the evaluation's CPU seconds."""
-    alphabets = tuple(args.hold_out) if args.hold_out else TEST_ALPHABETS
+    alphabets = args.hold_out or TEST_ALPHABETS
     samplers = alphabet_samplers(test, args.ways, args.shots, args.queries, args.seed + 100,
                                  alphabets)
     per_alphabet, everything = {}, []
@@ -617,6 +617,7 @@ def main() -> None:
                    help="the RESULTS.md section to write (another name for an ablation)")
     p.add_argument("--note", default="", help="a sentence added to the report (e.g. the load)")
     args = p.parse_args()
+    args.hold_out = tuple(args.hold_out or ())  # () for no validation split
     apply_overrides(args.recipe)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -670,7 +671,7 @@ def main() -> None:
                 Omniglot(args.root, "background_small2", image_size=size, crop_to_ink=crop))
         train_set, test_set = splits[size, crop]
         if args.hold_out:
-            train_set, test_set = held_out_split(train_set, tuple(args.hold_out), args.root)
+            train_set, test_set = held_out_split(train_set, args.hold_out, args.root)
         try:
             history = train_method(name, train_set, args, checkpoint)
         except FloatingPointError as error:
@@ -700,7 +701,7 @@ def main() -> None:
                 for label, name, _, _, _, overall, _ in rows]
     targets = f"\n\nTargets: {'; '.join(verdicts)}."
     tested_on = "split evenly over the alphabets, each episode within one alphabet"
-    held_out = " and ".join(args.hold_out or ())
+    held_out = " and ".join(args.hold_out)
     if args.hold_out:  # a validation run: its figures are not the benchmark's
         targets = ""
         tested_on = (f"from {held_out}, held out of training (small2 is not used)"
