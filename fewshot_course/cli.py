@@ -9,8 +9,8 @@
 the current folder) and resumes from it when it exists; ``evaluate`` loads the same path, so the
 two commands chain. ``benchmark`` trains, then evaluates, and reports the CPU time both took.
 ``evaluate`` and ``benchmark`` can score the same weights with the test-time additions of the
-benchmark table: ``--test-views``, ``--test-copies`` and (ProtoNet, reported apart)
-``--transductive``.
+benchmark table: ``--test-views``, ``--test-shifts``, ``--test-copies`` and (ProtoNet, reported
+apart) ``--transductive``.
 
 Datasets: ``glyphs`` meta-trains on the background alphabets of the embedded glyph set and tests
 on its disjoint evaluation alphabets; ``omniglot`` does the same with Omniglot's background and
@@ -98,6 +98,9 @@ def _add_test_time_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-views", type=int, choices=(1, 4, 8), default=1,
                    help="score each test episode in this many turned (4) or turned and "
                         "mirrored (8) views, averaged (default 1: as it is)")
+    p.add_argument("--test-shifts", type=int, choices=(1, 4, 9), default=1,
+                   help="score each (view of each) test episode moved by 4 or 9 one-pixel "
+                        "offsets, averaged (default 1: as it is)")
     p.add_argument("--test-copies", type=int, default=0,
                    help="add this many distorted copies of every support and query image "
                         "(default 0)")
@@ -194,13 +197,14 @@ def run_evaluate(args: argparse.Namespace) -> Result:
         if args.test_steps is not None and hasattr(method, "test_steps"):
             method.test_steps = args.test_steps
     try:
-        method = with_test_time(method, views=args.test_views, copies=args.test_copies,
-                                strength=args.test_strength, seed=args.seed,
-                                transductive=args.transductive)
+        method = with_test_time(method, views=args.test_views, shifts=args.test_shifts,
+                                copies=args.test_copies, strength=args.test_strength,
+                                seed=args.seed, transductive=args.transductive)
     except ValueError as error:
         raise SystemExit(f"test-time options: {error}") from None
     extras = [text for wanted, text in (
         (args.test_views > 1, f"{args.test_views} symmetric views"),
+        (args.test_shifts > 1, f"{args.test_shifts} shifted views"),
         (args.test_copies > 0, f"{args.test_copies} distorted "
                                f"{'copy' if args.test_copies == 1 else 'copies'} of each image "
                                f"at strength {args.test_strength:g}"),

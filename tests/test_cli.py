@@ -82,12 +82,13 @@ def test_evaluate_scores_with_the_test_time_options(capsys):
 
     options = ["--method", "nn", "--dataset", "digits", "--episodes", "4", "--queries", "3",
                "--device", "cpu", "--seed", "2"]
-    assert main(["evaluate", *options, "--test-views", "4", "--test-copies", "1",
-                 "--test-strength", "0.75"]) == 0
+    assert main(["evaluate", *options, "--test-views", "4", "--test-shifts", "4",
+                 "--test-copies", "1", "--test-strength", "0.75"]) == 0
     out = capsys.readouterr().out
-    assert "test time: 4 symmetric views, 1 distorted copy of each image at strength 0.75" in out
-    expected = evaluate(with_test_time(NearestNeighbour(), views=4, copies=1, strength=0.75,
-                                       seed=2),
+    assert ("test time: 4 symmetric views, 4 shifted views, 1 distorted copy of each image at "
+            "strength 0.75") in out
+    expected = evaluate(with_test_time(NearestNeighbour(), views=4, shifts=4, copies=1,
+                                       strength=0.75, seed=2),
                         EpisodeSampler(ClassSubset(Digits(), range(5, 10)), 5, 1, 3, seed=2),
                         4, device="cpu")
     assert RESULT_LINE.search(out).group(0) == str(expected)
@@ -96,5 +97,7 @@ def test_evaluate_scores_with_the_test_time_options(capsys):
         main(["evaluate", *options, "--transductive"])
     with pytest.raises(SystemExit):  # argparse: only 1, 4 or 8 views
         main(["evaluate", *options, "--test-views", "3"])
+    with pytest.raises(SystemExit):  # argparse: only 1, 4 or 9 shifts
+        main(["evaluate", *options, "--test-shifts", "2"])
     with pytest.raises(SystemExit):  # training has no test time
         main(["train", "--method", "protonet", "--test-views", "8"])

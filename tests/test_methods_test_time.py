@@ -10,6 +10,7 @@ from fewshot_course.methods import (
     AugmentedEpisodes,
     NearestNeighbour,
     ProtoNet,
+    ShiftedViews,
     SymmetricViews,
     TransductiveProtoNet,
     with_test_time,
@@ -50,6 +51,18 @@ def test_views_around_copies_score_as_the_wrappers_built_by_hand(episode):
     assert not torch.allclose(scores(with_test_time(net, views=4), episode), plain)
 
 
+def test_views_around_shifts_around_copies_score_as_the_wrappers_built_by_hand(episode):
+    net = protonet()
+    wrapped = with_test_time(net, views=4, shifts=4, copies=1, strength=0.3, seed=5)
+    assert isinstance(wrapped.method, ShiftedViews)
+    assert isinstance(wrapped.method.method, AugmentedEpisodes)
+    by_hand = SymmetricViews(ShiftedViews(AugmentedEpisodes(net, copies=1, strength=0.3, seed=5),
+                                          shifts=4), views=4)
+    assert torch.equal(scores(wrapped, episode), scores(by_hand, episode))
+    plain = scores(net, episode).log_softmax(-1)
+    assert not torch.allclose(scores(with_test_time(net, shifts=4), episode), plain)
+
+
 def test_transductive_passes_its_settings_on(episode):
     net = protonet()
     wrapped = with_test_time(net, views=8, transductive=True, iterations=3, temperature=1.5)
@@ -66,8 +79,12 @@ def test_combinations_that_mean_nothing_are_refused():
     net = protonet()
     with pytest.raises(ValueError, match="needs a ProtoNet"):
         with_test_time(NearestNeighbour(), transductive=True)
-    with pytest.raises(ValueError, match="do not combine"):
+    with pytest.raises(ValueError, match="does not combine"):
         with_test_time(net, copies=4, transductive=True)
+    with pytest.raises(ValueError, match="does not combine"):
+        with_test_time(net, shifts=4, transductive=True)
+    with pytest.raises(ValueError, match="shifts = 2"):
+        with_test_time(net, shifts=2)
     with pytest.raises(ValueError, match="only apply with transductive"):
         with_test_time(net, iterations=3)
     with pytest.raises(ValueError, match="views = 3"):

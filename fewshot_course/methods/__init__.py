@@ -8,10 +8,11 @@
 * ``MAMLClassifier``: MAML, first-order MAML or Meta-SGD (``fewshot_course.maml``).
 * ``AugmentedEpisodes``: any of them fitted on distorted copies of the support set too.
 * ``SymmetricViews``: any of them scored on the episode turned and mirrored, views averaged.
+* ``ShiftedViews``: any of them scored on the episode moved by a pixel, shifted views averaged.
 * ``TransductiveProtoNet``: ProtoNet's prototypes refined with the episode's unlabelled queries
   (soft k-means; transductive, so reported apart).
 
-``with_test_time`` applies the last three to a trained method in one call, as the benchmark does.
+``with_test_time`` applies the last four to a trained method in one call, as the benchmark does.
 
 ``build_method`` constructs any of them by name with a Conv4 backbone (the CLI and
 ``fewshot_course.training.load_checkpoint`` use it).
@@ -26,6 +27,7 @@ from fewshot_course.methods.baselines import FineTune, NearestNeighbour
 from fewshot_course.methods.generative import DistributionCalibration
 from fewshot_course.methods.maml_adapter import MAMLClassifier
 from fewshot_course.methods.protonet import ProtoNet
+from fewshot_course.methods.shifted import ShiftedViews
 from fewshot_course.methods.symmetric import SymmetricViews
 from fewshot_course.methods.test_time import with_test_time
 from fewshot_course.methods.transductive import TransductiveProtoNet
@@ -99,4 +101,5 @@ def build_method(method: str, *, n_way: int = 5, hidden: int = 64, in_channels: 
 
 __all__ = ["FewShotClassifier", "ProtoNet", "DistributionCalibration", "FineTune",
            "NearestNeighbour", "MAMLClassifier", "AugmentedEpisodes", "SymmetricViews",
-           "TransductiveProtoNet", "METHODS", "build_method", "fit_linear_head", "with_test_time"]
+           "ShiftedViews", "TransductiveProtoNet", "METHODS", "build_method", "fit_linear_head",
+           "with_test_time"]
