@@ -35,8 +35,11 @@ test-time augmentation: N distorted copies of every support and query image
 (``AugmentedEpisodes``) at ``--test-strength`` (0.5 unless given; the main table gives 0.75,
 and several strengths give a row each), and the whole episode turned and mirrored into V views
 whose query log-probabilities are averaged (``SymmetricViews``; the training classes include
-every turned and mirrored character, so the network knows all eight orientations). Their
-evaluation CPU time is reported apart from the training budget.
+every turned and mirrored character, so the network knows all eight orientations).
+``--test-shifts S`` (4 or 9) adds a row with every view of every episode also moved by S
+one-pixel offsets, averaged (``ShiftedViews``: Conv4's max-pools make its answer change a little
+when a drawing moves by a pixel). Their evaluation CPU time is reported apart from the training
+budget.
 
 ``--test-transductive STEPS:TEMPERATURE`` adds rows for ProtoNet scored transductively: its
 prototypes refined by soft k-means over the episode's own queries (``TransductiveProtoNet``),
@@ -498,6 +501,11 @@ def scored_variants(name: str, method, args) -> dict:
                 method, copies=copies, strength=strength, seed=args.seed)
     if views > 1:
         variants[f"{name} + {views} views"] = with_test_time(method, views=views)
+    shifts = args.test_shifts if name in args.test_shifts_for else 1
+    if shifts > 1:
+        label = f"{name} + {views} views and {shifts} shifts" if views > 1 else (
+            f"{name} + {shifts} shifts")
+        variants[label] = with_test_time(method, views=views, shifts=shifts)
     if copies and views > 1:
         for at, strength in strengths.items():
             variants[f"{name} + {views} views and {copies} copies{at}"] = with_test_time(
@@ -546,6 +554,11 @@ def augmentation_sentence(args) -> str:
         parts.append(f"'+ {args.test_views} views': the whole test episode scored in its "
                      f"{args.test_views} {which} by quarter turns, query log-probabilities "
                      "averaged")
+    if args.test_shifts > 1:
+        offsets = "0 and 1" if args.test_shifts == 4 else "-1, 0 and 1"
+        parts.append(f"'{args.test_shifts} shifts': each (view of each) episode also scored "
+                     f"moved by every offset of {offsets} pixels down and right, query "
+                     "log-probabilities averaged")
     sentence = ("Test-time augmentation of the same weights: " + "; ".join(parts) + ". "
                 if parts else "")
     if args.test_transductive:
@@ -591,6 +604,10 @@ def main() -> None:
                         "together); 1: off")
     p.add_argument("--test-views-for", nargs="+", default=["protonet", "maml"],
                    choices=sorted(RECIPES))
+    p.add_argument("--test-shifts", type=int, default=1, choices=(1, 4, 9),
+                   help="add a row with each episode (each view of it, with --test-views) also "
+                        "scored moved by 4 or 9 one-pixel offsets, averaged (ShiftedViews)")
+    p.add_argument("--test-shifts-for", nargs="+", default=["protonet"], choices=sorted(RECIPES))
     p.add_argument("--test-transductive", nargs="+", default=[], metavar="STEPS:TEMPERATURE",
                    help="also score ProtoNet transductively, its prototypes refined with the "
                         "episode's queries (fewshot_course.methods.TransductiveProtoNet), once "

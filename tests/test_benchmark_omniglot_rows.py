@@ -12,13 +12,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from omniglot_accuracy import augmentation_sentence, scored_variants  # noqa: E402
 
-from fewshot_course.methods import AugmentedEpisodes, SymmetricViews, build_method  # noqa: E402
+from fewshot_course.methods import (  # noqa: E402
+    AugmentedEpisodes,
+    ShiftedViews,
+    SymmetricViews,
+    build_method,
+)
 
 
 def benchmark_args(**changes) -> argparse.Namespace:
     """The benchmark's test-time options, at their defaults unless changed."""
     args = dict(test_copies=0, test_copies_for=["protonet"], test_strength=[0.5], test_views=1,
-                test_views_for=["protonet", "maml"], test_transductive=[], test_inner=[], seed=0)
+                test_views_for=["protonet", "maml"], test_shifts=1, test_shifts_for=["protonet"],
+                test_transductive=[], test_inner=[], seed=0)
     return argparse.Namespace(**{**args, **changes})
 
 
@@ -72,3 +78,19 @@ def test_methods_outside_the_copies_list_get_no_copies_rows():
     maml = build_method("maml", n_way=3, hidden=4, image_size=16)
     rows = scored_variants("maml", maml, benchmark_args(test_copies=8, test_views=8))
     assert list(rows) == ["maml", "maml + 8 views"]
+
+
+def test_shifts_add_one_row_around_the_views_for_the_methods_listed():
+    protonet = build_method("protonet", hidden=4, image_size=16)
+    args = benchmark_args(test_copies=8, test_views=8, test_shifts=4)
+    rows = scored_variants("protonet", protonet, args)
+    assert list(rows) == ["protonet", "protonet + 8 copies", "protonet + 8 views",
+                          "protonet + 8 views and 4 shifts", "protonet + 8 views and 8 copies"]
+    shifted = rows["protonet + 8 views and 4 shifts"]
+    assert isinstance(shifted, SymmetricViews) and isinstance(shifted.method, ShiftedViews)
+    assert (shifted.views, shifted.method.shifts, shifted.method.method) == (8, 4, protonet)
+    assert "'4 shifts': each (view of each) episode" in augmentation_sentence(args)
+    alone = scored_variants("protonet", protonet, benchmark_args(test_shifts=9))
+    assert list(alone) == ["protonet", "protonet + 9 shifts"]
+    maml = build_method("maml", n_way=3, hidden=4, image_size=16)
+    assert list(scored_variants("maml", maml, args)) == ["maml", "maml + 8 views"]
