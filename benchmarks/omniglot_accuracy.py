@@ -36,10 +36,10 @@ test-time augmentation: N distorted copies of every support and query image
 and several strengths give a row each), and the whole episode turned and mirrored into V views
 whose query log-probabilities are averaged (``SymmetricViews``; the training classes include
 every turned and mirrored character, so the network knows all eight orientations).
-``--test-shifts S`` (4 or 9) adds a row with every view of every episode also moved by S
-one-pixel offsets, averaged (``ShiftedViews``: Conv4's max-pools make its answer change a little
-when a drawing moves by a pixel). Their evaluation CPU time is reported apart from the training
-budget.
+``--test-shifts S`` (4 or 9) adds a row with every episode also moved by S one-pixel offsets, and
+each shifted episode scored in its views, averaged (``ShiftedViews``: Conv4's max-pools make its
+answer change a little when a drawing moves by a pixel). Their evaluation CPU time is reported
+apart from the training budget.
 
 ``--test-transductive STEPS:TEMPERATURE`` adds rows for ProtoNet scored transductively: its
 prototypes refined by soft k-means over the episode's own queries (``TransductiveProtoNet``),
@@ -556,9 +556,9 @@ def augmentation_sentence(args) -> str:
                      "averaged")
     if args.test_shifts > 1:
         offsets = "0 and 1" if args.test_shifts == 4 else "-1, 0 and 1"
-        parts.append(f"'{args.test_shifts} shifts': each (view of each) episode also scored "
-                     f"moved by every offset of {offsets} pixels down and right, query "
-                     "log-probabilities averaged")
+        parts.append(f"'{args.test_shifts} shifts': each episode also scored moved by every "
+                     f"offset of {offsets} pixels down and right, and each shifted episode in "
+                     "its views, query log-probabilities averaged")
     sentence = ("Test-time augmentation of the same weights: " + "; ".join(parts) + ". "
                 if parts else "")
     if args.test_transductive:
@@ -605,8 +605,8 @@ def main() -> None:
     p.add_argument("--test-views-for", nargs="+", default=["protonet", "maml"],
                    choices=sorted(RECIPES))
     p.add_argument("--test-shifts", type=int, default=1, choices=(1, 4, 9),
-                   help="add a row with each episode (each view of it, with --test-views) also "
-                        "scored moved by 4 or 9 one-pixel offsets, averaged (ShiftedViews)")
+                   help="add a row with each episode also scored moved by 4 or 9 one-pixel "
+                        "offsets (and each shifted episode in its views), averaged (ShiftedViews)")
     p.add_argument("--test-shifts-for", nargs="+", default=["protonet"], choices=sorted(RECIPES))
     p.add_argument("--test-transductive", nargs="+", default=[], metavar="STEPS:TEMPERATURE",
                    help="also score ProtoNet transductively, its prototypes refined with the "

@@ -99,8 +99,8 @@ def _add_test_time_options(p: argparse.ArgumentParser) -> None:
                    help="score each test episode in this many turned (4) or turned and "
                         "mirrored (8) views, averaged (default 1: as it is)")
     p.add_argument("--test-shifts", type=int, choices=(1, 4, 9), default=1,
-                   help="score each (view of each) test episode moved by 4 or 9 one-pixel "
-                        "offsets, averaged (default 1: as it is)")
+                   help="score each test episode moved by 4 or 9 one-pixel offsets (each shifted "
+                        "episode in its views), averaged (default 1: as it is)")
     p.add_argument("--test-copies", type=int, default=0,
                    help="add this many distorted copies of every support and query image "
                         "(default 0)")

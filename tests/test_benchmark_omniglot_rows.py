@@ -87,9 +87,9 @@ def test_shifts_add_one_row_around_the_views_for_the_methods_listed():
     assert list(rows) == ["protonet", "protonet + 8 copies", "protonet + 8 views",
                           "protonet + 8 views and 4 shifts", "protonet + 8 views and 8 copies"]
     shifted = rows["protonet + 8 views and 4 shifts"]
-    assert isinstance(shifted, SymmetricViews) and isinstance(shifted.method, ShiftedViews)
-    assert (shifted.views, shifted.method.shifts, shifted.method.method) == (8, 4, protonet)
-    assert "'4 shifts': each (view of each) episode" in augmentation_sentence(args)
+    assert isinstance(shifted, ShiftedViews) and isinstance(shifted.method, SymmetricViews)
+    assert (shifted.shifts, shifted.method.views, shifted.method.method) == (4, 8, protonet)
+    assert "'4 shifts': each episode also scored moved" in augmentation_sentence(args)
     alone = scored_variants("protonet", protonet, benchmark_args(test_shifts=9))
     assert list(alone) == ["protonet", "protonet + 9 shifts"]
     maml = build_method("maml", n_way=3, hidden=4, image_size=16)

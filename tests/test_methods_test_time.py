@@ -51,13 +51,13 @@ def test_views_around_copies_score_as_the_wrappers_built_by_hand(episode):
     assert not torch.allclose(scores(with_test_time(net, views=4), episode), plain)
 
 
-def test_views_around_shifts_around_copies_score_as_the_wrappers_built_by_hand(episode):
+def test_shifts_around_views_around_copies_score_as_the_wrappers_built_by_hand(episode):
     net = protonet()
     wrapped = with_test_time(net, views=4, shifts=4, copies=1, strength=0.3, seed=5)
-    assert isinstance(wrapped.method, ShiftedViews)
+    assert isinstance(wrapped, ShiftedViews) and isinstance(wrapped.method, SymmetricViews)
     assert isinstance(wrapped.method.method, AugmentedEpisodes)
-    by_hand = SymmetricViews(ShiftedViews(AugmentedEpisodes(net, copies=1, strength=0.3, seed=5),
-                                          shifts=4), views=4)
+    by_hand = ShiftedViews(SymmetricViews(AugmentedEpisodes(net, copies=1, strength=0.3, seed=5),
+                                          views=4), shifts=4)
     assert torch.equal(scores(wrapped, episode), scores(by_hand, episode))
     plain = scores(net, episode).log_softmax(-1)
     assert not torch.allclose(scores(with_test_time(net, shifts=4), episode), plain)

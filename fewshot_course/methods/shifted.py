@@ -12,6 +12,10 @@ Nothing is random. The offsets are whole pixels, the pixels moved in from outsid
 background (0, as strokes are high), and those moved out are lost. Four shifts are the four
 phases of the first max-pool, offsets (0 or 1, 0 or 1); nine take every offset from -1 to 1 in
 each direction. It costs ``shifts`` times the method's fit and predict.
+
+With symmetric views, ``with_test_time`` puts the shifts around them: each shifted episode is
+turned and mirrored, so in its turned views the shift points in other directions, and the deeper
+max-pools (strides 4 to 16) meet more phases than four shifts of every view would give them.
 """
 
 from __future__ import annotations
