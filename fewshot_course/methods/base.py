@@ -13,6 +13,7 @@ so every method is measured in exactly the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Self
 
 import torch
@@ -90,6 +91,30 @@ class PredictTimeMethod(FewShotClassifier):
         if self._support is None:
             raise RuntimeError("call fit(support_x, support_y) before predict(query_x)")
         return self._support
+
+
+class EpisodeViews(PredictTimeMethod):
+    """Base for test-time augmentation by views of the whole episode: ``self.method`` is fitted
+    on each view of the support set and scores the same view of the queries; ``predict`` returns
+    the mean log-probabilities [Q, N].
+
+    A view is a function images [B, C, H, W] -> [B, C, H, W] applied alike to support and query
+    images, so that each view is still the same task; subclasses list theirs in ``views_of``.
+    """
+
+    method: FewShotClassifier
+
+    def views_of(self) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]:
+        raise NotImplementedError
+
+    def predict(self, query_x: torch.Tensor) -> torch.Tensor:
+        support_x, support_y = self.kept_support()
+        views = self.views_of()
+        total: torch.Tensor | float = 0.0
+        for view in views:
+            self.method.fit(view(support_x), support_y)
+            total = total + self.method.predict(view(query_x)).log_softmax(dim=-1)
+        return total / len(views)
 
 
 def check_support(support_y: torch.Tensor) -> int:

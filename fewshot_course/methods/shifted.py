@@ -20,10 +20,13 @@ max-pools (strides 4 to 16) meet more phases than four shifts of every view woul
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
-from fewshot_course.methods.base import FewShotClassifier, PredictTimeMethod
+from fewshot_course.methods.base import EpisodeViews, FewShotClassifier
 
 #: (down, right) offsets in pixels, in order: the first four are the first max-pool's phases,
 #: all nine every offset from -1 to 1.
@@ -50,7 +53,7 @@ def shifted_view(images: torch.Tensor, down: int, right: int) -> torch.Tensor:
     return padded[..., top:top + height, left:left + width]
 
 
-class ShiftedViews(PredictTimeMethod):
+class ShiftedViews(EpisodeViews):
     """``method`` fitted and scored on ``shifts`` shifted views of each episode, averaged.
 
     Args:
@@ -67,11 +70,6 @@ class ShiftedViews(PredictTimeMethod):
         check_shifts(shifts)
         self.method, self.shifts = method, shifts
 
-    def predict(self, query_x: torch.Tensor) -> torch.Tensor:
-        support_x, support_y = self.kept_support()
-        total: torch.Tensor | float = 0.0
-        for down, right in SHIFTS[:self.shifts]:
-            self.method.fit(shifted_view(support_x, down, right), support_y)
-            scores = self.method.predict(shifted_view(query_x, down, right))
-            total = total + scores.log_softmax(dim=-1)
-        return total / self.shifts
+    def views_of(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        return [partial(shifted_view, down=down, right=right)
+                for down, right in SHIFTS[:self.shifts]]

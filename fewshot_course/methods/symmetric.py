@@ -15,9 +15,12 @@ predict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 
-from fewshot_course.methods.base import FewShotClassifier, PredictTimeMethod
+from fewshot_course.methods.base import EpisodeViews, FewShotClassifier
 
 #: The eight symmetries of the square as (mirror left-right first, then quarter turns
 #: counter-clockwise); the first four are the rotations alone.
@@ -42,7 +45,7 @@ def symmetric_view(images: torch.Tensor, mirrored: bool, turns: int) -> torch.Te
     return torch.rot90(images, turns, dims=(-2, -1))
 
 
-class SymmetricViews(PredictTimeMethod):
+class SymmetricViews(EpisodeViews):
     """``method`` fitted and scored on ``views`` symmetric views of each episode, averaged.
 
     Args:
@@ -60,11 +63,6 @@ class SymmetricViews(PredictTimeMethod):
         check_views(views)
         self.method, self.views = method, views
 
-    def predict(self, query_x: torch.Tensor) -> torch.Tensor:
-        support_x, support_y = self.kept_support()
-        total: torch.Tensor | float = 0.0
-        for mirrored, turns in SYMMETRIES[:self.views]:
-            self.method.fit(symmetric_view(support_x, mirrored, turns), support_y)
-            scores = self.method.predict(symmetric_view(query_x, mirrored, turns))
-            total = total + scores.log_softmax(dim=-1)
-        return total / self.views
+    def views_of(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        return [partial(symmetric_view, mirrored=mirrored, turns=turns)
+                for mirrored, turns in SYMMETRIES[:self.views]]
