@@ -154,9 +154,8 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # After the head-only first step both shapes were retrained: 40-way scored 14.5% on the test
 # alphabets (section "omniglot ablation: MAML on 40-way tasks, head-only first step"), 20-way
 # 15.0% (the main table of that time), but on the held-out Korean alphabet of small1 20-way scored
-# 14.1% and
-# 40-way 14.9% (sections "omniglot validation: MAML on 20-way tasks" and "... 40-way tasks"):
-# chosen on validation, not on the test alphabets, MAML keeps 20 ways.
+# 14.1% and 40-way 14.9% (sections "omniglot validation: MAML on 20-way tasks" and "... 40-way
+# tasks"): chosen on validation, not on the test alphabets, MAML keeps 20 ways.
 #
 # The main table trains with --rotations --mirrors: with 136 background characters the features
 # overfit them (ProtoNet ends clearly more accurate on its distorted training episodes than at
@@ -224,9 +223,8 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # schedule" and the same with ", seed 1"): smaller than the noise of one run, but the same sign
 # twice, so MAML moved to the cosine, and first-order MAML with it (it takes MAML's recipe).
 # On the test alphabets, on a machine slower per CPU-minute, it then scored 15.1% in 4981 steps
-# (12.8% with views; the main table of that time), against 15.0% in 6728 steps (11.9%) at a constant
-# rate on
-# a faster one.
+# (12.8% with views; the main table of that time), against 15.0% in 6728 steps (11.9%) at a
+# constant rate on a faster one.
 #
 # MAML: the paper's 20-way recipe (alpha 0.1, 5 second-order inner steps, meta-batch 16) costs
 # several times more per step on the CPU than one inner step of 0.4 (its 5-way recipe), so far
@@ -250,8 +248,7 @@ TEST_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 # first inner step from a zero head (it is exactly zero there; fewshot_course/maml.py): since
 # then the same recipe makes the same computation per step in about half the time, 6728 steps in
 # 15 CPU-minutes instead of 3278, and scored 15.0% error instead of 16.4% (the main table of that
-# time, against
-# "omniglot ablation: 32x32 images, MAML").
+# time, against "omniglot ablation: 32x32 images, MAML").
 #
 # Precision: every method trains in bfloat16 (``train(precision="bfloat16")``, mixed precision),
 # as the benchmark's CPU has native bfloat16 instructions. ProtoNet took 1.3 times the steps of
