@@ -501,8 +501,8 @@ def evaluate_alphabets(method, test, args) -> tuple[dict[str, Result], Result, f
 
 def scored_variants(name: str, method, args) -> dict:
     """The rows to score for one trained method: a label per test-time setting of ``args``
-    (copies at each --test-strength, views, both, transductive, other inner loops), the
-    plain method first."""
+    (copies at each --test-strength, views, shifts, their combinations, transductive, other
+    inner loops), the plain method first."""
     variants = {name: method}
     copies = args.test_copies if name in args.test_copies_for else 0
     views = args.test_views if name in args.test_views_for else 1
@@ -524,6 +524,11 @@ def scored_variants(name: str, method, args) -> dict:
         for at, strength in strengths.items():
             variants[f"{name} + {views} views and {copies} copies{at}"] = with_test_time(
                 method, views=views, copies=copies, strength=strength, seed=args.seed)
+    if copies and views > 1 and shifts > 1:
+        for at, strength in strengths.items():
+            variants[f"{name} + {views} views, {shifts} shifts and {copies} copies{at}"] = (
+                with_test_time(method, views=views, shifts=shifts, copies=copies,
+                               strength=strength, seed=args.seed))
     if name == "protonet":
         for steps_, temperature in step_settings(args.test_transductive,
                                                  "--test-transductive", "STEPS:TEMPERATURE",

@@ -85,10 +85,16 @@ def test_shifts_add_one_row_around_the_views_for_the_methods_listed():
     args = benchmark_args(test_copies=8, test_views=8, test_shifts=4)
     rows = scored_variants("protonet", protonet, args)
     assert list(rows) == ["protonet", "protonet + 8 copies", "protonet + 8 views",
-                          "protonet + 8 views and 4 shifts", "protonet + 8 views and 8 copies"]
+                          "protonet + 8 views and 4 shifts", "protonet + 8 views and 8 copies",
+                          "protonet + 8 views, 4 shifts and 8 copies"]
     shifted = rows["protonet + 8 views and 4 shifts"]
     assert isinstance(shifted, ShiftedViews) and isinstance(shifted.method, SymmetricViews)
     assert (shifted.shifts, shifted.method.views, shifted.method.method) == (4, 8, protonet)
+    everything = rows["protonet + 8 views, 4 shifts and 8 copies"]
+    assert isinstance(everything, ShiftedViews) and everything.shifts == 4
+    assert everything.method.views == 8
+    assert isinstance(everything.method.method, AugmentedEpisodes)
+    assert everything.method.method.method is protonet
     assert "'4 shifts': each episode also scored moved" in augmentation_sentence(args)
     alone = scored_variants("protonet", protonet, benchmark_args(test_shifts=9))
     assert list(alone) == ["protonet", "protonet + 9 shifts"]
