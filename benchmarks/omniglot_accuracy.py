@@ -533,11 +533,10 @@ def scored_variants(name: str, method, args) -> dict:
         for at, strength in strengths.items():
             variants[f"{name} + {views} views and {copies} copies{at}"] = with_test_time(
                 method, views=views, copies=copies, strength=strength, seed=args.seed)
-    if copies and views > 1 and shifts > 1:
-        for at, strength in strengths.items():
-            variants[f"{name} + {views} views, {shifts} shifts and {copies} copies{at}"] = (
-                with_test_time(method, views=views, shifts=shifts, copies=copies,
-                               strength=strength, seed=args.seed))
+            if shifts > 1:
+                variants[f"{name} + {views} views, {shifts} shifts and {copies} copies{at}"] = (
+                    with_test_time(method, views=views, shifts=shifts, copies=copies,
+                                   strength=strength, seed=args.seed))
     if name == "protonet":
         for steps_, temperature in step_settings(args.test_transductive,
                                                  "--test-transductive", "STEPS:TEMPERATURE",
